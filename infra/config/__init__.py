@@ -1,0 +1,21 @@
+"""Typed stack configuration: one model per stack, validated before any resource is created."""
+
+from infra.config.stack import (
+    ENVIRONMENTS,
+    PROJECT,
+    ConfigError,
+    StackConfig,
+    parse_stack_config,
+    read_stack_file,
+    split_config,
+)
+
+__all__ = [
+    "ENVIRONMENTS",
+    "PROJECT",
+    "ConfigError",
+    "StackConfig",
+    "parse_stack_config",
+    "read_stack_file",
+    "split_config",
+]

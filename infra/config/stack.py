@@ -1,0 +1,131 @@
+"""The whole configuration of one stack, validated in one pass before any resource exists."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from infra.config.base import DnsLabel, Settings, is_private
+from infra.config.edge import EdgeSettings
+from infra.config.network import NetworkSettings
+from infra.config.runtime import ContainerSettings
+from infra.config.storage import StorageSettings
+
+PROJECT = "minio-platform"
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+Environment = Literal["dev", "staging", "prod"]
+
+
+class StackConfig(Settings):
+    environment: Environment
+    name: DnsLabel
+    containers: ContainerSettings = ContainerSettings()
+    storage: StorageSettings = StorageSettings()
+    networks: NetworkSettings = NetworkSettings()
+    edge: EdgeSettings = EdgeSettings()
+
+    @property
+    def is_prod(self) -> bool:
+        return self.environment == "prod"
+
+    @property
+    def keep_data_on_destroy(self) -> bool:
+        keep = self.storage.keep_data_on_destroy
+        return self.is_prod if keep is None else keep
+
+    def warnings(self) -> list[str]:
+        """Accepted but risky values, for the operator to read before deploying."""
+        return [
+            f"networks.{segment}.subnet {settings.subnet} is not private address space (RFC 1918): "
+            "containers cannot reach real hosts in that range, and any traffic meant for them stays local"
+            for segment, settings in self.networks.segments().items()
+            if not is_private(settings.subnet)
+        ]
+
+
+class ConfigError(ValueError):
+    """Every problem of a stack's configuration, each naming its key path."""
+
+    def __init__(self, stack: str, problems: list[str]) -> None:
+        self.stack = stack
+        self.problems = problems
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"stack {stack!r} has {len(problems)} configuration error(s):\n{listing}")
+
+
+def _describe(error: ErrorDetails) -> str:
+    path = ".".join(str(part) for part in error["loc"]) or "(stack)"
+    if error["type"] == "extra_forbidden":
+        return f"{path}: unknown key (check its spelling against the README's configuration reference)"
+    if error["type"] == "missing":
+        return f"{path}: required key is missing"
+    if error["type"] == "value_error":
+        return f"{path}: {error['msg'].removeprefix('Value error, ')}"
+    return f"{path}: {error['msg']} (got {error['input']!r})"
+
+
+def parse_stack_config(stack: str, values: Mapping[str, Any]) -> StackConfig:
+    """Validate namespace-free config values of a stack; raise ConfigError listing every problem."""
+    data = dict(values)
+    if "environment" not in data and stack in ENVIRONMENTS:
+        data["environment"] = stack
+    data.setdefault("name", f"minio-{stack}".lower())
+    try:
+        return StackConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(stack, [_describe(detail) for detail in error.errors()]) from None
+
+
+def _decode(value: Any) -> Any:
+    """Pulumi hands objects to the program as JSON text; plain strings stay as they are."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def split_config(
+    stack: str, values: Mapping[str, Any], secret_keys: frozenset[str], supplied_as_secret: set[str]
+) -> tuple[StackConfig, dict[str, Any]]:
+    """Separate this project's keys into settings and operator-supplied secrets, then validate.
+
+    `values` maps 'minio-platform:key' (other namespaces, such as 'docker:host', are ignored) to
+    the raw value; a key in `secret_keys` must have been set with `pulumi config set --secret`.
+    """
+    settings: dict[str, Any] = {}
+    secrets: dict[str, Any] = {}
+    problems: list[str] = []
+    for full_key, value in values.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != PROJECT:
+            continue
+        if key in secret_keys:
+            if full_key not in supplied_as_secret:
+                problems.append(f"{key}: stored in plain text; set it with 'pulumi config set --secret {key}'")
+            secrets[key] = value
+        else:
+            settings[key] = _decode(value)
+    try:
+        config = parse_stack_config(stack, settings)
+    except ConfigError as error:
+        raise ConfigError(stack, problems + error.problems) from None
+    if problems:
+        raise ConfigError(stack, problems)
+    return config, secrets
+
+
+def read_stack_file(path: Path) -> tuple[dict[str, Any], set[str]]:
+    """The config block of a Pulumi.<stack>.yaml: values by full key, and the keys stored encrypted."""
+    document = yaml.safe_load(path.read_text()) or {}
+    values: dict[str, Any] = dict(document.get("config") or {})
+    encrypted = {key for key, value in values.items() if isinstance(value, dict) and set(value) == {"secure"}}
+    return values, encrypted

@@ -1,0 +1,77 @@
+"""Every secret of the stack: supplied by the operator as a Pulumi secret, or generated once.
+
+`SecretValues` holds the plain values and exists only inside `Output.apply` (deploy) or with
+throwaway values (offline `render`); anything rendered from it is itself a secret Output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+import pulumi
+import pulumi_random as random
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    key: str
+    """Pulumi config key an operator may set with `pulumi config set --secret` instead of generating."""
+    purpose: str
+    length: int = 40
+    kind: Literal["password", "username", "key"] = "password"
+    """password: mixed-case letters and digits; username: lower-case letters and digits;
+    key: `length` random bytes, base64-encoded."""
+
+
+def _secret(key: str, purpose: str, **options: Any) -> Any:
+    return field(metadata={"spec": SecretSpec(key, purpose, **options)})
+
+
+@dataclass(frozen=True)
+class SecretValues:
+    minio_root_user: str = _secret("minioRootUser", "MinIO root access key", length=20, kind="username")
+    minio_root_password: str = _secret("minioRootPassword", "MinIO root secret key")
+
+    @classmethod
+    def throwaway(cls) -> SecretValues:
+        """Clearly marked stand-ins for offline rendering; never deployed."""
+        values = {}
+        for item in fields(cls):
+            spec: SecretSpec = item.metadata["spec"]
+            values[item.name] = (
+                "VEhST1dBV0FZLVRIUk9XQVdBWS1USFJPV0FXQVktMDE=" if spec.kind == "key" else f"throwaway-{spec.key}"
+            )
+        return cls(**values)
+
+
+SECRET_SPECS: dict[str, SecretSpec] = {item.name: item.metadata["spec"] for item in fields(SecretValues)}
+SECRET_CONFIG_KEYS: frozenset[str] = frozenset(spec.key for spec in SECRET_SPECS.values())
+
+
+def _generate(name: str, spec: SecretSpec, parent: pulumi.Resource) -> pulumi.Output[str]:
+    opts = pulumi.ResourceOptions(parent=parent)
+    if spec.kind == "key":
+        return random.RandomBytes(name, length=spec.length, opts=opts).base64
+    lower_only = spec.kind == "username"
+    return random.RandomPassword(
+        name, length=spec.length, special=False, upper=not lower_only, min_numeric=2, opts=opts
+    ).result
+
+
+class PlatformSecrets(pulumi.ComponentResource):
+    """One secret Output per `SecretValues` field, and all of them together as `values`."""
+
+    outputs: dict[str, pulumi.Output[str]]
+    values: pulumi.Output[SecretValues]
+
+    def __init__(self, name: str, supplied: set[str], opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("minio-platform:index:PlatformSecrets", name, None, opts)
+        config = pulumi.Config()
+        self.outputs = {}
+        for attribute, spec in SECRET_SPECS.items():
+            value = config.require_secret(spec.key) if spec.key in supplied else _generate(f"{name}-{spec.key}", spec, self)
+            # random's own secret marking is applied by the engine; mark it here so every consumer sees it
+            self.outputs[attribute] = pulumi.Output.secret(value)
+        self.values = pulumi.Output.all(**self.outputs).apply(lambda plain: SecretValues(**plain))
+        self.register_outputs({})

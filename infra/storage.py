@@ -1,0 +1,109 @@
+"""The storage tier: N MinIO nodes with D drives each, one named volume per drive, no published port."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from infra.config import StackConfig
+from infra.container import Attachment, ContainerSpec, Healthcheck, Naming, pinned_image, service_container
+from infra.networks import Segments
+from infra.rendering import RenderedFile, as_uploads, render_template
+from infra.secrets import SecretValues
+
+API_PORT = 9000
+CONSOLE_PORT = 9001
+DATA_ROOT = "/data"
+CONFIG_ENV_FILE = "/etc/minio/config.env"
+
+
+def node_name(index: int) -> str:
+    return f"minio{index}"
+
+
+def server_command(nodes: int, drives_per_node: int) -> list[str]:
+    """MinIO's own notation: `{1...N}` expands to every node, `{1...D}` to every drive of each."""
+    drives = f"{DATA_ROOT}{{1...{drives_per_node}}}" if drives_per_node > 1 else f"{DATA_ROOT}1"
+    return [
+        "server",
+        "--address",
+        f":{API_PORT}",
+        "--console-address",
+        f":{CONSOLE_PORT}",
+        f"http://minio{{1...{nodes}}}:{API_PORT}{drives}",
+    ]
+
+
+def minio_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile]:
+    content = render_template(
+        "minio/config.env.j2",
+        stack=config.name,
+        root_user=secrets.minio_root_user,
+        root_password=secrets.minio_root_password,
+        prometheus_auth_type=config.storage.prometheus_auth_type,
+        parity=config.storage.parity,
+    )
+    return [RenderedFile("minio/config.env", CONFIG_ENV_FILE, content, secret=True)]
+
+
+class MinioCluster(pulumi.ComponentResource):
+    nodes: list[docker.Container]
+    volumes: list[docker.Volume]
+
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        naming: Naming,
+        segments: Segments,
+        secrets: pulumi.Output[SecretValues],
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("minio-platform:storage:MinioCluster", name, None, opts)
+        storage = config.storage
+        image = pinned_image("minio-image", storage.image, self)
+        uploads = secrets.apply(lambda plain: as_uploads(minio_files(config, plain)))
+        command = server_command(storage.nodes, storage.drives_per_node)
+        # data outlives every update; on prod (or when asked) it also outlives a destroy
+        keep = config.keep_data_on_destroy
+        volume_opts = pulumi.ResourceOptions(parent=self, protect=keep, retain_on_delete=keep)
+
+        self.nodes, self.volumes = [], []
+        for index in range(1, storage.nodes + 1):
+            node = node_name(index)
+            drives = []
+            for drive in range(1, storage.drives_per_node + 1):
+                volume = docker.Volume(
+                    f"{node}-data{drive}",
+                    name=naming.of(f"{node}-data{drive}"),
+                    labels=[
+                        docker.VolumeLabelArgs(label=key, value=value)
+                        for key, value in naming.labels("minio", node=node, drive=str(drive)).items()
+                    ],
+                    opts=volume_opts,
+                )
+                self.volumes.append(volume)
+                drives.append(
+                    docker.ContainerVolumeArgs(volume_name=volume.name, container_path=f"{DATA_ROOT}{drive}")
+                )
+            spec = ContainerSpec(
+                service="minio",
+                name=node,
+                image=image,
+                command=command,
+                envs=[f"MINIO_CONFIG_ENV_FILE={CONFIG_ENV_FILE}"],
+                uploads=uploads,
+                volumes=drives,
+                networks=[
+                    Attachment(segments.storage.network, aliases=[node], ipv4_address=segments.storage.address("minio", index))
+                ],
+                # liveness only: `mc ready` waits for write quorum and would mark every survivor unhealthy
+                healthcheck=Healthcheck(["CMD", "curl", "-fsS", f"http://localhost:{API_PORT}/minio/health/live"]),
+                memory_mb=storage.memory_mb,
+                labels={"node": node},
+            )
+            self.nodes.append(service_container(spec, config, naming, self, depends_on))
+        self.register_outputs({"nodes": [container.name for container in self.nodes]})
