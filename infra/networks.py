@@ -21,7 +21,15 @@ SEGMENTS = ("storage", "monitoring", "database", "edge")
 # host number within every segment's subnet; .1 is Docker's gateway
 HOST_NUMBERS: dict[str, int] = {
     "edge-proxy": 2,
-    "minio": 10,  # minio1 is .10, minio2 .11, ...
+    "keycloak": 3,
+    "grafana": 4,
+    "prometheus": 5,
+    "alertmanager": 6,
+    "loki": 7,
+    "audit-sink": 8,
+    "postgres": 9,
+    "minio": 10,  # minio1 is .10, minio2 .11, ... (up to 32 nodes)
+    "backup": 50,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pulumi  # noqa: E402
+import pulumi_docker as docker  # noqa: E402
 
 from infra.config import ConfigError, StackConfig, split_config  # noqa: E402
 from infra.container import Naming  # noqa: E402
@@ -31,6 +33,17 @@ def load_config() -> tuple[StackConfig, set[str]]:
     return config, set(supplied)
 
 
+def describe_containers(containers: Mapping[str, docker.Container]) -> dict[str, Any]:
+    """Each container's Docker name and networks, by its name in the stack: what the smoke suite checks."""
+    return {
+        name: {
+            "name": container.name,
+            "networks": container.networks_advanced.apply(lambda attached: sorted(n.name for n in attached or [])),
+        }
+        for name, container in containers.items()
+    }
+
+
 def main() -> dict[str, Any]:
     try:
         config, supplied = load_config()
@@ -48,7 +61,7 @@ def main() -> dict[str, Any]:
         "environment": config.environment,
         "name": config.name,
         "layout": layout.as_dict(),
-        "containers": {"minio": [node.name for node in storage.nodes]},
+        "containers": describe_containers(storage.containers),
         "volumes": [volume.name for volume in storage.volumes],
         "networks": {segment: s.network.name for segment, s in segments.by_name.items()},
         "endpoints": {

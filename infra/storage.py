@@ -49,7 +49,8 @@ def minio_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile
 
 
 class MinioCluster(pulumi.ComponentResource):
-    nodes: list[docker.Container]
+    containers: dict[str, docker.Container]
+    """By node name: minio1, minio2, ..."""
     volumes: list[docker.Volume]
 
     def __init__(
@@ -71,7 +72,7 @@ class MinioCluster(pulumi.ComponentResource):
         keep = config.keep_data_on_destroy
         volume_opts = pulumi.ResourceOptions(parent=self, protect=keep, retain_on_delete=keep)
 
-        self.nodes, self.volumes = [], []
+        self.containers, self.volumes = {}, []
         for index in range(1, storage.nodes + 1):
             node = node_name(index)
             drives = []
@@ -105,5 +106,5 @@ class MinioCluster(pulumi.ComponentResource):
                 memory_mb=storage.memory_mb,
                 labels={"node": node},
             )
-            self.nodes.append(service_container(spec, config, naming, self, depends_on))
-        self.register_outputs({"nodes": [container.name for container in self.nodes]})
+            self.containers[node] = service_container(spec, config, naming, self, depends_on)
+        self.register_outputs({"nodes": [container.name for container in self.containers.values()]})
