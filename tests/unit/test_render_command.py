@@ -1,0 +1,54 @@
+"""`python -m infra render` and `validate`: offline, no Pulumi CLI, no Docker."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.__main__ import load_stack, main
+from infra.secrets import SecretValues
+from infra.stack_files import render_stack_files
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_render_writes_every_file_of_the_stack(stack: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "infra", "render", "--stack", stack, "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    expected = render_stack_files(load_stack(stack, None), SecretValues.throwaway())
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == sorted(item.path for item in expected)
+    config_env = (tmp_path / "minio" / "config.env").read_text()
+    assert "MINIO_ROOT_PASSWORD=throwaway-minioRootPassword" in config_env
+
+
+def test_files_holding_secrets_are_written_owner_only(tmp_path: Path) -> None:
+    assert main(["render", "--stack", "dev", "--out", str(tmp_path)]) == 0
+    mode = stat.S_IMODE((tmp_path / "minio" / "config.env").stat().st_mode)
+    assert mode == 0o600
+
+
+def test_render_refuses_an_invalid_stack_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stack_file = tmp_path / "Pulumi.broken.yaml"
+    stack_file.write_text("config:\n  minio-platform:environment: dev\n  minio-platform:storage:\n    nodes: 3\n    drivesPerNode: 1\n")
+    out = tmp_path / "out"
+    assert main(["render", "--stack", "broken", "--config-file", str(stack_file), "--out", str(out)]) == 2
+    assert "storage.drivesPerNode" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_validate_reports_a_missing_stack_file() -> None:
+    with pytest.raises(SystemExit, match="Pulumi.nosuch.yaml does not exist"):
+        main(["validate", "--stack", "nosuch"])
+
+
+def test_throwaway_secrets_are_marked_as_such() -> None:
+    values = SecretValues.throwaway()
+    assert all("throwaway" in value.lower() or value.startswith("VEhST1dBV0FZ") for value in vars(values).values())
