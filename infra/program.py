@@ -22,12 +22,13 @@ from infra.storage import API_PORT, MinioCluster  # noqa: E402
 
 def load_config() -> tuple[StackConfig, set[str]]:
     """The validated stack config and the secret keys the operator supplied; fails before any resource."""
-    from pulumi.runtime.config import get_config_env, get_config_secret_keys_env
+    from pulumi.runtime import config as runtime_config
 
-    stack = pulumi.get_stack()
-    config, supplied = split_config(
-        stack, get_config_env(), SECRET_CONFIG_KEYS, set(get_config_secret_keys_env())
-    )
+    # the language host sets config in-process; older hosts pass it through PULUMI_CONFIG
+    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    encrypted = {key for key in values if runtime_config.is_config_secret(key)}
+    encrypted |= set(runtime_config.get_config_secret_keys_env())
+    config, supplied = split_config(pulumi.get_stack(), values, SECRET_CONFIG_KEYS, encrypted)
     for warning in config.warnings():
         pulumi.log.warn(warning)
     return config, set(supplied)
