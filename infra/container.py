@@ -97,6 +97,22 @@ def pinned_image(resource_name: str, reference: str, parent: pulumi.Resource) ->
     )
 
 
+def data_volume(
+    name: str, service: str, config: StackConfig, naming: Naming, parent: pulumi.Resource, **labels: str
+) -> docker.Volume:
+    """A named volume for data that outlives every update: its name depends only on the stack and `name`.
+
+    With `keepDataOnDestroy` (prod by default) it is also protected and left on the host by a destroy.
+    """
+    keep = config.keep_data_on_destroy
+    return docker.Volume(
+        name,
+        name=naming.of(name),
+        labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in naming.labels(service, **labels).items()],
+        opts=pulumi.ResourceOptions(parent=parent, protect=keep, retain_on_delete=keep),
+    )
+
+
 def service_container(
     spec: ContainerSpec,
     config: StackConfig,

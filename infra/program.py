@@ -13,9 +13,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pulumi  # noqa: E402
 import pulumi_docker as docker  # noqa: E402
 
+from infra.backups import ScheduledBackup  # noqa: E402
 from infra.config import ConfigError, StackConfig, split_config  # noqa: E402
 from infra.container import Naming  # noqa: E402
+from infra.edge import EdgeProxy  # noqa: E402
+from infra.identity import KEYCLOAK_ADMIN_USERNAME, Identity  # noqa: E402
+from infra.monitoring import ALERTMANAGER_PORT, LOKI_PORT, PROMETHEUS_PORT, Monitoring  # noqa: E402
 from infra.networks import Segments  # noqa: E402
+from infra.runbook import runbook_url  # noqa: E402
 from infra.secrets import SECRET_CONFIG_KEYS, PlatformSecrets  # noqa: E402
 from infra.storage import API_PORT, MinioCluster  # noqa: E402
 
@@ -29,6 +34,9 @@ def load_config() -> tuple[StackConfig, set[str]]:
     encrypted = {key for key in values if runtime_config.is_config_secret(key)}
     encrypted |= set(runtime_config.get_config_secret_keys_env())
     config, supplied = split_config(pulumi.get_stack(), values, SECRET_CONFIG_KEYS, encrypted)
+    missing = config.edge.missing_tls_secrets(config.environment, set(supplied))
+    if missing:
+        raise ConfigError(pulumi.get_stack(), missing)
     for warning in config.warnings():
         pulumi.log.warn(warning)
     return config, set(supplied)
@@ -55,23 +63,60 @@ def main() -> dict[str, Any]:
     naming = Naming(config.name)
     secrets = PlatformSecrets("secrets", supplied)
     segments = Segments("segments", config, naming)
-    storage = MinioCluster("storage", config, naming, segments, secrets.values)
+    identity = Identity("identity", config, naming, segments, secrets.values)
+    # MinIO's IAM waits for the OIDC discovery document: start it once Keycloak is healthy
+    storage = MinioCluster("storage", config, naming, segments, secrets.values, depends_on=[identity.keycloak])
+    edge = EdgeProxy("edge", config, naming, segments, secrets.values, supplied)
+    monitoring = Monitoring("monitoring", config, naming, segments, secrets.values)
+    urls = config.edge.public_urls(config.environment)
+    # dumps Keycloak's database into the catalogue's backup bucket on the stack's schedule
+    backups = (
+        ScheduledBackup("backup", config, naming, segments, secrets.values, depends_on=[identity.postgres, *storage.containers.values()])
+        if config.backup.enabled
+        else None
+    )
 
+    tiers: list[MinioCluster | Identity | EdgeProxy | Monitoring | ScheduledBackup] = [storage, identity, edge, monitoring]
+    if backups is not None:
+        tiers.append(backups)
     layout = config.storage.layout()
     outputs: dict[str, Any] = {
         "environment": config.environment,
         "name": config.name,
         "layout": layout.as_dict(),
-        "containers": describe_containers(storage.containers),
-        "volumes": [volume.name for volume in storage.volumes],
+        "containers": describe_containers(
+            {name: container for tier in tiers for name, container in tier.containers.items()}
+        ),
+        "volumes": [volume.name for volume in [*storage.volumes, *identity.volumes, *monitoring.volumes]],
         "networks": {segment: s.network.name for segment, s in segments.by_name.items()},
         "endpoints": {
-            "s3": f"http://{config.edge.public_host}:{config.edge.s3_port}",
+            "s3": urls.s3,
+            "web": urls.web,
+            "console": urls.console,
+            "grafana": urls.grafana,
+            "keycloak": urls.keycloak,
+            "keycloakIssuer": f"{urls.keycloak}/realms/{config.identity.realm}",
             "minioInternal": f"http://minio1:{API_PORT}",
+            "prometheusInternal": f"http://prometheus:{PROMETHEUS_PORT}",
+            "alertmanagerInternal": f"http://alertmanager:{ALERTMANAGER_PORT}",
+            "lokiInternal": f"http://loki:{LOKI_PORT}",
+            "runbook": runbook_url(config),
         },
+        "tlsCertificate": edge.certificate,
         "minioRootUser": secrets.outputs["minio_root_user"],
         "minioRootPassword": secrets.outputs["minio_root_password"],
+        "postgresPassword": secrets.outputs["postgres_password"],
+        "keycloakAdminUser": KEYCLOAK_ADMIN_USERNAME,
+        "keycloakAdminPassword": secrets.outputs["keycloak_admin_password"],
+        "minioConsoleClientSecret": secrets.outputs["minio_console_client_secret"],
+        "grafanaAdminPassword": secrets.outputs["grafana_admin_password"],
+        # `scripts/ops bootstrap` gives the backup-service MinIO user this secret
+        "backupServiceSecretKey": secrets.outputs["backup_service_secret_key"],
     }
+    if not config.is_prod:
+        # the realm's bootstrap console user exists on dev and staging only
+        outputs["keycloakBootstrapUser"] = config.identity.bootstrap_username
+        outputs["keycloakBootstrapPassword"] = secrets.outputs["keycloak_bootstrap_password"]
     for key, value in outputs.items():
         pulumi.export(key, value)
     return outputs

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import pulumi
 import pulumi_random as random
 
+from infra.config.edge import PROVIDED_TLS_KEYS
+
 
 @dataclass(frozen=True)
 class SecretSpec:
@@ -32,6 +34,18 @@ def _secret(key: str, purpose: str, **options: Any) -> Any:
 class SecretValues:
     minio_root_user: str = _secret("minioRootUser", "MinIO root access key", length=20, kind="username")
     minio_root_password: str = _secret("minioRootPassword", "MinIO root secret key")
+    grafana_admin_password: str = _secret("grafanaAdminPassword", "Grafana admin password (applied on its first start)")
+    audit_webhook_token: str = _secret("auditWebhookToken", "token MinIO and Alertmanager present to the audit sink")
+    minio_kms_secret_key: str = _secret(
+        "minioKmsSecretKey", "MinIO single-key KMS master key (SSE-S3); losing it loses encrypted objects", length=32, kind="key"
+    )
+    backup_service_secret_key: str = _secret("backupServiceSecretKey", "secret key of the backup-service MinIO user")
+    postgres_password: str = _secret("postgresPassword", "PostgreSQL password of Keycloak's database user")
+    keycloak_admin_password: str = _secret("keycloakAdminPassword", "Keycloak master-realm admin password (bootstrap admin)")
+    minio_console_client_secret: str = _secret("minioConsoleClientSecret", "OIDC client secret of the minio-console client")
+    keycloak_bootstrap_password: str = _secret(
+        "keycloakBootstrapPassword", "password of the realm's bootstrap console user (dev and staging only)"
+    )
 
     @classmethod
     def throwaway(cls) -> SecretValues:
@@ -46,7 +60,8 @@ class SecretValues:
 
 
 SECRET_SPECS: dict[str, SecretSpec] = {item.name: item.metadata["spec"] for item in fields(SecretValues)}
-SECRET_CONFIG_KEYS: frozenset[str] = frozenset(spec.key for spec in SECRET_SPECS.values())
+# plus the secrets nothing can generate: the production TLS certificate and key
+SECRET_CONFIG_KEYS: frozenset[str] = frozenset(spec.key for spec in SECRET_SPECS.values()) | frozenset(PROVIDED_TLS_KEYS)
 
 
 def _generate(name: str, spec: SecretSpec, parent: pulumi.Resource) -> pulumi.Output[str]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from infra.config import StackConfig
+from infra.edge import edge_files
+from infra.identity import identity_files
+from infra.monitoring import monitoring_files
 from infra.rendering import RenderedFile
 from infra.secrets import SecretValues
 from infra.storage import minio_files
 
 # one renderer per tier; each is the same function its component delivers the files with
-RENDERERS: tuple[Callable[[StackConfig, SecretValues], list[RenderedFile]], ...] = (minio_files,)
+RENDERERS: tuple[Callable[[StackConfig, SecretValues], list[RenderedFile]], ...] = (minio_files, identity_files, edge_files, monitoring_files)
 
 
 def render_stack_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile]:

@@ -8,15 +8,27 @@ import pulumi
 import pulumi_docker as docker
 
 from infra.config import StackConfig
-from infra.container import Attachment, ContainerSpec, Healthcheck, Naming, pinned_image, service_container
+from infra.container import (
+    Attachment,
+    ContainerSpec,
+    Healthcheck,
+    Naming,
+    data_volume,
+    pinned_image,
+    service_container,
+)
+from infra.identity import minio_openid
 from infra.networks import Segments
 from infra.rendering import RenderedFile, as_uploads, render_template
 from infra.secrets import SecretValues
+from infra.services import audit_sink
 
 API_PORT = 9000
 CONSOLE_PORT = 9001
 DATA_ROOT = "/data"
 CONFIG_ENV_FILE = "/etc/minio/config.env"
+# the key name is recorded in every encrypted object: renaming it makes them unreadable
+KMS_KEY_NAME = "minio-platform-kms"
 
 
 def node_name(index: int) -> str:
@@ -43,7 +55,14 @@ def minio_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile
         root_user=secrets.minio_root_user,
         root_password=secrets.minio_root_password,
         prometheus_auth_type=config.storage.prometheus_auth_type,
+        audit_webhook_endpoint=audit_sink.MINIO_WEBHOOK_URL,
+        audit_webhook_token=secrets.audit_webhook_token,
         parity=config.storage.parity,
+        # console login and STS web identity through Keycloak; the console lives under the proxy's /minio-console
+        openid=minio_openid(config, secrets),
+        browser_redirect_url=config.edge.public_urls(config.environment).console,
+        # MinIO's single-key KMS, only when some catalogue bucket encrypts (name:base64-of-32-bytes)
+        kms_secret_key=f"{KMS_KEY_NAME}:{secrets.minio_kms_secret_key}" if config.needs_kms else None,
     )
     return [RenderedFile("minio/config.env", CONFIG_ENV_FILE, content, secret=True)]
 
@@ -69,23 +88,12 @@ class MinioCluster(pulumi.ComponentResource):
         uploads = secrets.apply(lambda plain: as_uploads(minio_files(config, plain)))
         command = server_command(storage.nodes, storage.drives_per_node)
         # data outlives every update; on prod (or when asked) it also outlives a destroy
-        keep = config.keep_data_on_destroy
-        volume_opts = pulumi.ResourceOptions(parent=self, protect=keep, retain_on_delete=keep)
-
         self.containers, self.volumes = {}, []
         for index in range(1, storage.nodes + 1):
             node = node_name(index)
             drives = []
             for drive in range(1, storage.drives_per_node + 1):
-                volume = docker.Volume(
-                    f"{node}-data{drive}",
-                    name=naming.of(f"{node}-data{drive}"),
-                    labels=[
-                        docker.VolumeLabelArgs(label=key, value=value)
-                        for key, value in naming.labels("minio", node=node, drive=str(drive)).items()
-                    ],
-                    opts=volume_opts,
-                )
+                volume = data_volume(f"{node}-data{drive}", "minio", config, naming, self, node=node, drive=str(drive))
                 self.volumes.append(volume)
                 drives.append(
                     docker.ContainerVolumeArgs(volume_name=volume.name, container_path=f"{DATA_ROOT}{drive}")

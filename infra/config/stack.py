@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
 
 from infra.config.base import DnsLabel, Settings, is_private
+from infra.config.buckets import DEFAULT_CATALOGUE, BackupSettings, BucketCatalogue, backup_bucket_problem
 from infra.config.edge import EdgeSettings
+from infra.config.identity import IdentitySettings
+from infra.config.monitoring import MonitoringSettings
 from infra.config.network import NetworkSettings
 from infra.config.runtime import ContainerSettings
 from infra.config.storage import StorageSettings
@@ -30,6 +33,26 @@ class StackConfig(Settings):
     storage: StorageSettings = StorageSettings()
     networks: NetworkSettings = NetworkSettings()
     edge: EdgeSettings = EdgeSettings()
+    identity: IdentitySettings = IdentitySettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    buckets: BucketCatalogue = Field(default_factory=lambda: dict(DEFAULT_CATALOGUE))
+    # validated even when left out, so a catalogue without the default backup bucket is caught
+    backup: BackupSettings = Field(default_factory=BackupSettings, validate_default=True)
+
+    @field_validator("backup")
+    @classmethod
+    def _backup_bucket_is_catalogued(cls, backup: BackupSettings, info: ValidationInfo) -> BackupSettings:
+        if "buckets" not in info.data:
+            return backup  # the catalogue itself is invalid and already reported
+        problem = backup_bucket_problem(backup, info.data["buckets"])
+        if problem:
+            raise ValueError(f"bucket {problem}")
+        return backup
+
+    @property
+    def needs_kms(self) -> bool:
+        """Some bucket encrypts its objects, so MinIO needs a KMS key."""
+        return any(bucket.encryption for bucket in self.buckets.values())
 
     @property
     def is_prod(self) -> bool:

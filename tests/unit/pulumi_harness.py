@@ -7,6 +7,7 @@ which the plain mocks API does not show.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from infra import program
 from infra.config import PROJECT, read_stack_file
+from infra.config.edge import TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -134,20 +136,32 @@ def _config_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+@functools.cache
+def operator_tls_secrets() -> dict[str, str]:
+    from infra.edge import throwaway_certificate
+
+    material = throwaway_certificate("localhost")
+    return {TLS_CERTIFICATE_KEY: material.certificate, TLS_PRIVATE_KEY_KEY: material.key}
+
+
 def deploy(
     stack: str,
     overrides: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
     plain: Mapping[str, str] | None = None,
+    operator_tls: bool = True,
 ) -> Deployment:
     """Run the program for `stack` (its Pulumi.<stack>.yaml plus `overrides`, keys without namespace).
 
     `secrets` are set as Pulumi secrets, `plain` as ordinary (unencrypted) config values.
+    `operator_tls` also sets a throwaway tlsCertificate/tlsPrivateKey pair as secrets, as an
+    operator must before deploying prod (whose TLS mode defaults to 'provided').
     Raises what the program raises; `last_monitor.registrations` then shows what was created.
     """
     values, _ = read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
     config = {key: _config_text(value) for key, value in values.items()}
-    for key, value in {**(overrides or {}), **(plain or {}), **(secrets or {})}.items():
+    secrets = {**(operator_tls_secrets() if operator_tls else {}), **(secrets or {})}
+    for key, value in {**(overrides or {}), **(plain or {}), **secrets}.items():
         config[f"{PROJECT}:{key}"] = _config_text(value)
     mocks = PlatformMocks()
     monitor = RecordingMonitor(mocks)
@@ -155,7 +169,7 @@ def deploy(
     last_monitor = monitor
     _URNS.clear()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(config, secret_keys=[f"{PROJECT}:{key}" for key in (secrets or {})])
+    pulumi.runtime.set_all_config(config, secret_keys=[f"{PROJECT}:{key}" for key in secrets])
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
 

@@ -1,0 +1,1 @@
+"""Grafana dashboards as code; each module writes its committed JSON beside it."""

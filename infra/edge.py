@@ -1,0 +1,281 @@
+"""The edge tier: NGINX, the only container that publishes ports, and where TLS terminates.
+
+Rendering is split in two so that tests run the very same template: `nginx_context` builds a
+plain context from the stack config, upstream addresses and where nginx keeps its files;
+`render_nginx_conf` turns it into text. Deployed, the upstreams are the fixed container
+addresses of infra/networks.py (nginx 1.22 resolves names only when it loads its
+configuration); in the lab they are stand-ins on loopback.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_tls as tls
+
+from infra.config import StackConfig
+from infra.config.edge import TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY
+from infra.container import Attachment, ContainerSpec, Healthcheck, Naming, pinned_image, service_container
+from infra.identity import KEYCLOAK_HTTP_PORT
+from infra.monitoring import ALERTS_DIR, GRAFANA_PORT
+from infra.networks import Segments, host_address
+from infra.rendering import RenderedFile, as_uploads, render_template
+from infra.runbook import render_runbook_html
+from infra.secrets import SecretValues
+from infra.storage import API_PORT, CONSOLE_PORT
+
+NGINX_CONF_DIR = "/etc/nginx"
+TLS_CERTIFICATE_FILE = f"{NGINX_CONF_DIR}/tls/server.crt"
+TLS_KEY_FILE = f"{NGINX_CONF_DIR}/tls/server.key"
+# the runbook page, away from the configuration folder that holds the TLS key
+RUNBOOK_DIR = "/usr/share/nginx/runbook"
+
+
+@dataclass(frozen=True)
+class ProxyUpstreams:
+    """Every server nginx proxies to, as 'address:port'."""
+
+    s3: tuple[str, ...]
+    console: tuple[str, ...]
+    keycloak: str
+    grafana: str
+
+    @classmethod
+    def of_stack(cls, config: StackConfig) -> ProxyUpstreams:
+        storage, monitoring = config.networks.storage.subnet, config.networks.monitoring.subnet
+        nodes = [host_address(storage, "minio", index) for index in range(1, config.storage.nodes + 1)]
+        return cls(
+            s3=tuple(f"{node}:{API_PORT}" for node in nodes),
+            console=tuple(f"{node}:{CONSOLE_PORT}" for node in nodes),
+            keycloak=f"{host_address(storage, 'keycloak')}:{KEYCLOAK_HTTP_PORT}",
+            grafana=f"{host_address(monitoring, 'grafana')}:{GRAFANA_PORT}",
+        )
+
+
+@dataclass(frozen=True)
+class ProxyRuntime:
+    """Where nginx keeps its files and which address it listens on."""
+
+    pid_file: str = "/var/run/nginx.pid"
+    temp_dir: str = "/var/cache/nginx"
+    access_log: str = "/dev/stdout"
+    error_log: str = "/dev/stderr"
+    certificate: str = TLS_CERTIFICATE_FILE
+    key: str = TLS_KEY_FILE
+    listen_address: str | None = None
+    """None: every address of the container (Docker publishes the ports on edge.bindAddress)."""
+    runbook_dir: str = RUNBOOK_DIR
+    """Folder holding the runbook page (index.html) served at /runbook/."""
+
+
+CONTAINER_RUNTIME = ProxyRuntime()
+
+
+@dataclass(frozen=True)
+class ProxyBuffers:
+    """Per-connection buffers of the streaming path (never spooled to disk)."""
+
+    body: str = "1m"
+    response: str = "256k"
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    certificate: str
+    """PEM certificate chain."""
+    key: str = field(repr=False)
+    """PEM private key."""
+
+
+def nginx_context(
+    config: StackConfig,
+    upstreams: ProxyUpstreams | None = None,
+    runtime: ProxyRuntime = CONTAINER_RUNTIME,
+    buffers: ProxyBuffers = ProxyBuffers(),
+) -> dict[str, object]:
+    edge = config.edge
+    tls_on = edge.tls_enabled(config.environment)
+    urls = edge.public_urls(config.environment)
+
+    def listen(port: int) -> str:
+        return f"{runtime.listen_address}:{port}" if runtime.listen_address else str(port)
+
+    return {
+        "stack": config.name,
+        "urls": asdict(urls),
+        "runtime": asdict(runtime),
+        "listen": {
+            "s3": listen(edge.s3_tls_port if tls_on else edge.s3_port),
+            "web": listen(edge.https_port if tls_on else edge.http_port),
+            "http": listen(edge.http_port),
+        },
+        "tls": {
+            "certificate": runtime.certificate,
+            "key": runtime.key,
+            "hsts_max_age_seconds": edge.tls.hsts_max_age_seconds,
+        }
+        if tls_on
+        else None,
+        "upstreams": asdict(upstreams or ProxyUpstreams.of_stack(config)),
+        "failover": edge.failover.model_dump(),
+        "max_body_size": edge.max_body_size,
+        "buffers": asdict(buffers),
+    }
+
+
+def render_nginx_conf(
+    config: StackConfig,
+    upstreams: ProxyUpstreams | None = None,
+    runtime: ProxyRuntime = CONTAINER_RUNTIME,
+    buffers: ProxyBuffers = ProxyBuffers(),
+) -> str:
+    return render_template("nginx/nginx.conf.j2", **nginx_context(config, upstreams, runtime, buffers))
+
+
+def throwaway_certificate(host: str, days: int = 30) -> TlsMaterial:
+    """A self-signed certificate for `host`, for offline rendering and tests; never deployed."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    try:
+        alternative: x509.GeneralName = x509.IPAddress(ipaddress.IPv4Address(host))
+    except ValueError:
+        alternative = x509.DNSName(host)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([alternative]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return TlsMaterial(
+        certificate=certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        key=key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
+    )
+
+
+def runbook_page(config: StackConfig) -> str:
+    """alerts/RUNBOOK.md as the page every alert of the stack links to."""
+    markdown = (ALERTS_DIR / "RUNBOOK.md").read_text()
+    return render_runbook_html(markdown, f"Alert runbook of stack {config.name}")
+
+
+def edge_files(config: StackConfig, secrets: SecretValues, certificate: TlsMaterial | None = None) -> list[RenderedFile]:
+    """nginx.conf, the runbook page and, with TLS on, certificate and key (a throwaway pair when none is given)."""
+    files = [
+        RenderedFile("nginx/nginx.conf", f"{NGINX_CONF_DIR}/nginx.conf", render_nginx_conf(config)),
+        RenderedFile("nginx/runbook/index.html", f"{RUNBOOK_DIR}/index.html", runbook_page(config)),
+    ]
+    if config.edge.tls_enabled(config.environment):
+        material = certificate or throwaway_certificate(config.edge.public_host)
+        files += [
+            RenderedFile("nginx/tls/server.crt", TLS_CERTIFICATE_FILE, material.certificate),
+            RenderedFile("nginx/tls/server.key", TLS_KEY_FILE, material.key, secret=True),
+        ]
+    return files
+
+
+def published_ports(config: StackConfig) -> list[docker.ContainerPortArgs]:
+    edge = config.edge
+    if edge.tls_enabled(config.environment):
+        ports = [edge.s3_tls_port, edge.http_port, edge.https_port]
+    else:
+        ports = [edge.s3_port, edge.http_port]
+    return [docker.ContainerPortArgs(internal=port, external=port, ip=edge.bind_address) for port in ports]
+
+
+def _self_signed(config: StackConfig, parent: pulumi.Resource) -> pulumi.Output[TlsMaterial]:
+    host = config.edge.public_host
+    try:
+        ip_addresses, dns_names = [str(ipaddress.IPv4Address(host))], None
+    except ValueError:
+        ip_addresses, dns_names = None, [host]
+    opts = pulumi.ResourceOptions(parent=parent)
+    key = tls.PrivateKey("edge-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=opts)
+    certificate = tls.SelfSignedCert(
+        "edge-tls-certificate",
+        private_key_pem=key.private_key_pem,
+        subject=tls.SelfSignedCertSubjectArgs(common_name=host, organization=f"minio-platform {config.name}"),
+        validity_period_hours=config.edge.tls.self_signed_validity_days * 24,
+        # renewed on the first `pulumi up` within 30 days of expiry
+        early_renewal_hours=30 * 24,
+        allowed_uses=["key_encipherment", "digital_signature", "server_auth"],
+        ip_addresses=ip_addresses,
+        dns_names=dns_names,
+        opts=opts,
+    )
+    return pulumi.Output.all(certificate.cert_pem, key.private_key_pem).apply(lambda pair: TlsMaterial(*pair))
+
+
+class EdgeProxy(pulumi.ComponentResource):
+    proxy: docker.Container
+    containers: dict[str, docker.Container]
+    certificate: pulumi.Output[str | None]
+    """The PEM certificate the proxy serves (None with TLS off): public, so clients can trust a self-signed one."""
+
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        naming: Naming,
+        segments: Segments,
+        secrets: pulumi.Output[SecretValues],
+        supplied: Collection[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("minio-platform:edge:EdgeProxy", name, None, opts)
+        edge = config.edge
+        mode = edge.tls_mode(config.environment)
+        material: pulumi.Output[TlsMaterial | None]
+        if mode == "self-signed":
+            material = _self_signed(config, self)
+        elif mode == "provided":
+            problems = edge.missing_tls_secrets(config.environment, supplied)
+            if problems:
+                # load_config checks this before any resource; kept for callers that skip it
+                raise ValueError("; ".join(problems))
+            settings = pulumi.Config()
+            material = pulumi.Output.all(
+                settings.require_secret(TLS_CERTIFICATE_KEY), settings.require_secret(TLS_PRIVATE_KEY_KEY)
+            ).apply(lambda pair: TlsMaterial(*pair))
+        else:
+            material = pulumi.Output.from_input(None)
+
+        files = pulumi.Output.all(secrets, material).apply(lambda pair: as_uploads(edge_files(config, pair[0], pair[1])))
+        uploads: pulumi.Output[list[docker.ContainerUploadArgs]] = pulumi.Output.secret(files)
+        http_port = edge.http_port
+        spec = ContainerSpec(
+            service="nginx",
+            name="edge-proxy",
+            image=pinned_image("nginx-image", edge.image, self),
+            uploads=uploads,
+            ports=published_ports(config),
+            networks=[
+                Attachment(segments.edge.network, ipv4_address=segments.edge.address("edge-proxy")),
+                Attachment(segments.storage.network, ipv4_address=segments.storage.address("edge-proxy")),
+                Attachment(segments.monitoring.network, ipv4_address=segments.monitoring.address("edge-proxy")),
+            ],
+            # busybox wget is part of the alpine image; /healthz answers on the plain HTTP listener
+            healthcheck=Healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{http_port}/healthz"]),
+            memory_mb=edge.memory_mb,
+        )
+        self.proxy = service_container(spec, config, naming, self)
+        self.containers = {"edge-proxy": self.proxy}
+        self.certificate = pulumi.Output.unsecret(material.apply(lambda pair: pair.certificate if pair else None))
+        self.register_outputs({"proxy": self.proxy.name})

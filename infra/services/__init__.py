@@ -1,0 +1,1 @@
+"""Small services of the project that run inside stock images (delivered by upload)."""

@@ -1,0 +1,175 @@
+"""Every stack's rendered Prometheus configuration and alert rules, through promtool (Prometheus 2.42 here).
+
+The rendered prometheus.yml names container paths (/etc/prometheus/...); promtool reads the
+same file with that prefix pointed at the rendered folder, so the rule files and the token
+file it names are the rendered ones.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import yaml
+
+from infra.__main__ import load_stack
+from infra.monitoring import ALERTS_DIR, METRICS_TOKEN_EXPIRES, MONITORING_JOBS, alert_rule_files
+from infra.runbook import COMMITTED_RUNBOOK_URL, runbook_url
+from infra.secrets import SecretValues
+from tests.conftest import require_tool
+from tests.config.monitoring_render import ALLOWED_METRICS, STACKS, metric_names, render
+
+SEVERITIES = {"critical", "warning", "info", "none"}
+REQUIRED_ALERTS = {
+    "MinIONodeDown",
+    "MinIONodesOffline",
+    "MinIODrivesOffline",
+    "MinIOWriteQuorumLost",
+    "MinIOReadQuorumLost",
+    "MinIOHighStorageUsage",
+    "MinIOHighErrorRate",
+    "MinIOAuthFailures",
+    "MonitoringTargetDown",
+    "Watchdog",
+}
+
+
+def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require_tool("promtool"), *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+def rendered_config(rendered: Path) -> Path:
+    """The rendered prometheus.yml with its container prefix pointed at the rendered folder."""
+    text = (rendered / "prometheus" / "prometheus.yml").read_text()
+    local = rendered / "prometheus-local.yml"
+    local.write_text(text.replace("/etc/prometheus/", f"{rendered / 'prometheus'}/"))
+    return local
+
+
+def alert_rules(rendered: Path) -> list[dict[str, Any]]:
+    rules = []
+    for path in sorted((rendered / "prometheus" / "rules").glob("*.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            rules.extend(rule for rule in group["rules"] if "alert" in rule)
+    return rules
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render(request.param, tmp_path_factory.mktemp(request.param))
+
+
+def test_promtool_accepts_the_rendered_configuration_with_its_rules(rendered: Path) -> None:
+    result = promtool("check", "config", str(rendered_config(rendered)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # every rule file was found and checked, not just the main file
+    for name in alert_rule_files(load_stack("dev", None)):
+        assert f"{name}" in result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_the_alert_rule_unit_tests_pass() -> None:
+    tests = sorted(path.name for path in ALERTS_DIR.glob("*.test.yml"))
+    assert tests == ["minio.rules.test.yml", "monitoring.rules.test.yml"]
+    result = promtool("test", "rules", *tests, cwd=ALERTS_DIR)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_unit_test_that_fires_it() -> None:
+    fired: set[str] = set()
+    for path in ALERTS_DIR.glob("*.test.yml"):
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            fired |= {check["alertname"] for check in case.get("alert_rule_test", []) if check.get("exp_alerts")}
+    alerts = {rule["alert"] for path in ALERTS_DIR.glob("*.rules.yml") for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]}
+    assert alerts >= REQUIRED_ALERTS
+    assert fired == alerts
+
+
+def test_every_alert_carries_severity_summary_description_and_a_link_to_its_section_on_the_stacks_proxy(
+    rendered: Path, request: pytest.FixtureRequest
+) -> None:
+    config = load_stack(request.node.callspec.params["rendered"], None)
+    served = (rendered / "nginx" / "runbook" / "index.html").read_text()
+    for rule in alert_rules(rendered):
+        assert rule["labels"]["severity"] in SEVERITIES, rule["alert"]
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
+        anchor = rule["alert"].lower()
+        url = rule["annotations"]["runbook_url"]
+        assert url == f"{config.edge.public_urls(config.environment).web}/runbook/#{anchor}", rule["alert"]
+        assert f'id="{anchor}"' in served, f"RUNBOOK.md has no section for {rule['alert']}"
+
+
+def test_the_committed_runbook_links_are_the_dev_stacks_own() -> None:
+    # so the promtool tests of the committed files show what dev really sends
+    assert runbook_url(load_stack("dev", None)) == COMMITTED_RUNBOOK_URL
+    for path in ALERTS_DIR.glob("*.rules.yml"):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                assert rule["annotations"]["runbook_url"] == f"{COMMITTED_RUNBOOK_URL}#{rule['alert'].lower()}"
+
+
+def test_monitoring_runbook_url_points_every_link_at_the_operators_copy() -> None:
+    config = load_stack("dev", None)
+    custom = config.monitoring.model_copy(update={"runbook_url": "https://wiki.example.com/storage/runbook"})
+    files = alert_rule_files(config.model_copy(update={"monitoring": custom}))
+    assert COMMITTED_RUNBOOK_URL not in "".join(files.values())
+    assert "runbook_url: https://wiki.example.com/storage/runbook#minionodedown\n" in files["minio.rules.yml"]
+
+
+def test_rules_name_only_metrics_minio_exports(rendered: Path) -> None:
+    for rule in alert_rules(rendered):
+        unknown = metric_names(rule["expr"]) - ALLOWED_METRICS
+        assert not unknown, f"{rule['alert']} reads {sorted(unknown)}, which MinIO does not export"
+
+
+def test_minio_jobs_scrape_every_node_with_the_bearer_token_file(rendered: Path) -> None:
+    document = yaml.safe_load((rendered / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in document["scrape_configs"]}
+    nodes = [f"minio{index}:9000" for index in range(1, 5)]
+    paths = {"minio-cluster": "cluster", "minio-nodes": "node", "minio-bucket": "bucket"}
+    for job, endpoint in paths.items():
+        scrape = jobs[job]
+        assert scrape["metrics_path"] == f"/minio/v2/metrics/{endpoint}"
+        assert [target for group in scrape["static_configs"] for target in group["targets"]] == nodes
+        assert [group["labels"]["node"] for group in scrape["static_configs"]] == ["minio1", "minio2", "minio3", "minio4"]
+        assert scrape["authorization"] == {
+            "type": "Bearer",
+            "credentials_file": "/etc/prometheus/secrets/minio-metrics-token",
+        }
+    for job in MONITORING_JOBS:
+        assert job in jobs
+    assert document["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    assert document["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+
+
+# MinIO's secret keys are shorter than RFC 7518 recommends for HS512; MinIO signs with them all the same
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_the_metrics_token_is_minio_s_hs512_jwt_and_deterministic(rendered: Path, tmp_path: Path) -> None:
+    secrets = SecretValues.throwaway()
+    token = (rendered / "prometheus" / "secrets" / "minio-metrics-token").read_text().strip()
+    assert jwt.get_unverified_header(token)["alg"] == "HS512"
+    claims = jwt.decode(token, secrets.minio_root_password, algorithms=["HS512"], issuer="prometheus")
+    assert claims == {"sub": secrets.minio_root_user, "iss": "prometheus", "exp": METRICS_TOKEN_EXPIRES}
+    # no issued-at, fixed expiry: the same credentials always give the same file, so updates leave Prometheus alone
+    again = render("dev", tmp_path / "again") / "prometheus" / "secrets" / "minio-metrics-token"
+    assert again.read_text().strip() == token
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, "another-secret-key", algorithms=["HS512"])
+
+
+def test_intervals_and_stack_label_come_from_the_stack(tmp_path: Path) -> None:
+    from infra.monitoring import ScrapeAddresses, prometheus_yml
+
+    config = load_stack("staging", None)
+    tuned = config.model_copy(
+        update={"monitoring": config.monitoring.model_copy(update={"scrape_interval": "30s", "evaluation_interval": "1m"})}
+    )
+    document = yaml.safe_load(prometheus_yml(tuned, ScrapeAddresses.of_stack(tuned)))
+    assert document["global"]["scrape_interval"] == "30s"
+    assert document["global"]["evaluation_interval"] == "1m"
+    assert document["global"]["external_labels"] == {"stack": config.name}

@@ -1,0 +1,185 @@
+"""Real servers for the operations command line's lab tests, on loopback.
+
+- PostgreSQL (Debian's server binaries), trust authentication on its own 127.0.5.x address.
+- SeaweedFS's S3 gateway as a STAND-IN for MinIO: a real S3 server that enforces SigV4 with an
+  identities file; nothing it does is reported as MinIO behaviour. It has no MinIO admin API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from minio import Minio
+
+from tests.conftest import ROOT, require_tool
+
+STANDIN_ACCESS_KEY = "opsadmin"
+STANDIN_SECRET_KEY = "stand-in-secret-key-0123456789"
+
+
+def free_port(host: str, also_plus: int = 0) -> int:
+    """A port free on `host` (and, when asked, `port + also_plus` too: SeaweedFS puts gRPC at +10000)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+        if port + also_plus > 65535:
+            continue
+        if also_plus:
+            with socket.socket() as second:
+                try:
+                    second.bind((host, port + also_plus))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError(f"no free port on {host}")
+
+
+def wait_until(check: object, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except Exception as error:  # noqa: BLE001 - retried until the deadline
+            last = error
+        time.sleep(0.3)
+    raise TimeoutError(f"{what} did not come up in {timeout:.0f}s (last error: {last})")
+
+
+@dataclass(frozen=True)
+class S3StandIn:
+    url: str
+    access_key: str
+    secret_key: str
+
+    def client(self, secret_key: str | None = None) -> Minio:
+        return Minio(self.url.removeprefix("http://"), self.access_key, secret_key or self.secret_key, secure=False)
+
+    def environ(self) -> dict[str, str]:
+        return {"OPS_ENDPOINT": self.url, "OPS_ACCESS_KEY": self.access_key, "OPS_SECRET_KEY": self.secret_key}
+
+
+@contextmanager
+def seaweedfs_s3(host: str) -> Iterator[S3StandIn]:
+    weed = shutil.which("weed") or str(ROOT / ".venv" / "bin" / "weed")
+    if not os.access(weed, os.X_OK):
+        require_tool("weed")
+    workdir = Path(tempfile.mkdtemp(prefix="s3-standin-"))
+    identities = {
+        "identities": [
+            {
+                "name": "ops",
+                "credentials": [{"accessKey": STANDIN_ACCESS_KEY, "secretKey": STANDIN_SECRET_KEY}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    (workdir / "s3.json").write_text(json.dumps(identities))
+    (workdir / "data").mkdir()
+    ports = {name: free_port(host, also_plus=10000) for name in ("master", "volume", "filer", "s3")}
+    command = [
+        weed, "server", f"-ip={host}", f"-ip.bind={host}", f"-dir={workdir / 'data'}",
+        f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
+        "-filer", f"-filer.port={ports['filer']}",
+        "-s3", f"-s3.port={ports['s3']}", f"-s3.config={workdir / 's3.json'}",
+        "-master.volumeSizeLimitMB=256", "-volume.max=30",
+    ]
+    log = (workdir / "weed.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    server = S3StandIn(f"http://{host}:{ports['s3']}", STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY)
+    try:
+        probe = server.client()
+        # a loaded CI machine can take a while to bring master, volume, filer and gateway up
+        wait_until(lambda: probe.list_buckets() is not None, "SeaweedFS S3 stand-in", timeout=150)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Postgres:
+    host: str
+    port: int
+    bin_dir: str
+    user: str = "postgres"
+
+    def psql(self, database: str, sql: str) -> str:
+        result = subprocess.run(
+            [f"{self.bin_dir}/psql", "-h", self.host, "-p", str(self.port), "-U", self.user, "-d", database,
+             "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
+            capture_output=True, text=True, check=True, timeout=600,
+        )
+        return result.stdout.strip()
+
+    def create_database(self, name: str) -> None:
+        self.psql("postgres", f'CREATE DATABASE "{name}"')
+
+    def cli_args(self, database: str) -> list[str]:
+        return ["--database", database, "--pg-host", self.host, "--pg-port", str(self.port),
+                "--pg-user", self.user, "--pg-bin-dir", self.bin_dir]
+
+
+def _server_user() -> dict[str, str]:
+    """initdb and postgres refuse to run as root: run them as Debian's postgres user (signals reach them directly)."""
+    return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+
+
+@contextmanager
+def postgres_server(host: str) -> Iterator[Postgres]:
+    initdb = require_tool("initdb")
+    bin_dir = str(Path(initdb).resolve().parent)  # Debian keeps psql and pg_dump beside it
+    workdir = Path(tempfile.mkdtemp(prefix="pg-lab-"))
+    data = workdir / "data"
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres", "postgres")
+    subprocess.run(
+        [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"],
+        check=True, capture_output=True, timeout=120, cwd=workdir, **_server_user(),  # type: ignore[call-overload]
+    )
+    port = free_port(host)
+    process = subprocess.Popen(
+        [f"{bin_dir}/postgres", "-D", str(data), "-h", host, "-p", str(port), "-k", str(workdir),
+         "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir, **_server_user(),  # type: ignore[call-overload]
+    )
+    server = Postgres(host, port, bin_dir)
+    try:
+        wait_until(lambda: server.psql("postgres", "SELECT 1") == "1", "PostgreSQL")
+        yield server
+    finally:
+        process.send_signal(signal.SIGQUIT)  # immediate shutdown: the data is thrown away, skip the checkpoint
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_ops(args: list[str], environ: dict[str, str], timeout: float = 600, preexec: object = None) -> subprocess.CompletedProcess[str]:
+    """scripts/ops's Python entry point in a child process (the venv already exists in tests)."""
+    env = {**os.environ, **environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'scripts'}"}
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "opscli", *args],
+        capture_output=True, text=True, env=env, timeout=timeout, preexec_fn=preexec,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,128 @@
+"""The Pulumi program under Pulumi's mocks: the edge proxy's ports, networks, certificates and secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pulumi.errors import RunError
+
+from infra.config.edge import TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY
+from infra.edge import throwaway_certificate
+from infra.networks import host_address
+from tests.unit import pulumi_harness
+from tests.unit.pulumi_harness import Deployment, deploy
+
+CONTAINER = "docker:index/container:Container"
+SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
+STACKS = ["dev", "staging", "prod"]
+
+
+def unwrapped(value: object) -> Any:
+    """An input sent as a secret arrives wrapped in Pulumi's secret envelope."""
+    if isinstance(value, dict) and pulumi_harness.SECRET_SIG_KEY in value:
+        return value["value"]
+    return value
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def deployment(request: pytest.FixtureRequest) -> Deployment:
+    return deploy(request.param)
+
+
+def proxy(deployment: Deployment) -> pulumi_harness.Registration:
+    return deployment.named("edge-proxy", CONTAINER)
+
+
+def published(registration: pulumi_harness.Registration) -> set[tuple[str, int, int]]:
+    return {(p["ip"], int(p["external"]), int(p["internal"])) for p in registration.inputs.get("ports") or []}
+
+
+def upload(registration: pulumi_harness.Registration, target: str) -> str:
+    uploads = unwrapped(registration.inputs["uploads"])
+    return next(item["content"] for item in uploads if item["file"] == target)
+
+
+def test_only_the_edge_proxy_publishes_ports(deployment: Deployment) -> None:
+    publishing = sorted(c.name for c in deployment.of_type(CONTAINER) if c.inputs.get("ports"))
+    assert publishing == ["edge-proxy"]
+
+
+def test_with_tls_on_the_proxy_publishes_s3_tls_http_and_https_on_the_bind_address(deployment: Deployment) -> None:
+    assert published(proxy(deployment)) == {("0.0.0.0", 9443, 9443), ("0.0.0.0", 80, 80), ("0.0.0.0", 443, 443)}
+
+
+def test_with_tls_off_the_proxy_publishes_plain_s3_and_http_only() -> None:
+    edge = {"tls": {"mode": "off"}, "bindAddress": "127.0.0.1", "s3Port": 19000, "httpPort": 8080}
+    deployment = deploy("dev", overrides={"edge": edge})
+    assert published(proxy(deployment)) == {("127.0.0.1", 19000, 19000), ("127.0.0.1", 8080, 8080)}
+    assert deployment.outputs["endpoints"]["s3"] == "http://localhost:19000"
+    assert not deployment.of_type(SELF_SIGNED)
+
+
+def test_proxy_joins_edge_storage_and_monitoring_at_fixed_addresses(deployment: Deployment) -> None:
+    prefix = deployment.outputs["name"]
+    attached = {n["name"]: n.get("ipv4Address") for n in proxy(deployment).inputs["networksAdvanced"]}
+    assert attached == {
+        f"{prefix}-edge-net": host_address("172.24.0.0/24", "edge-proxy"),
+        f"{prefix}-storage-net": host_address("172.40.0.0/24", "edge-proxy"),
+        f"{prefix}-monitoring-net": host_address("172.31.0.0/24", "edge-proxy"),
+    }
+
+
+def test_proxy_configuration_and_key_reach_the_container_as_secret_uploads(deployment: Deployment) -> None:
+    registration = proxy(deployment)
+    assert "uploads" in registration.secret_paths
+    assert {item["file"] for item in unwrapped(registration.inputs["uploads"])} == {
+        "/etc/nginx/nginx.conf", "/etc/nginx/tls/server.crt", "/etc/nginx/tls/server.key",
+        "/usr/share/nginx/runbook/index.html",
+    }
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in upload(registration, "/etc/nginx/nginx.conf")
+    assert 'id="minionodedown"' in upload(registration, "/usr/share/nginx/runbook/index.html")
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging"])
+def test_dev_and_staging_get_a_certificate_generated_by_the_program(stack: str) -> None:
+    deployment = deploy(stack)
+    [certificate] = deployment.of_type(SELF_SIGNED)
+    assert certificate.inputs["dnsNames"] == ["localhost"]
+    # the mock's generated certificate is what nginx receives
+    assert "BEGIN CERTIFICATE" in upload(proxy(deployment), "/etc/nginx/tls/server.crt")
+
+
+def test_prod_serves_the_operators_certificate_and_key() -> None:
+    operator = throwaway_certificate("storage.example.com")
+    deployment = deploy(
+        "prod",
+        overrides={"edge": {"publicHost": "storage.example.com"}},
+        secrets={TLS_CERTIFICATE_KEY: operator.certificate, TLS_PRIVATE_KEY_KEY: operator.key},
+    )
+    registration = proxy(deployment)
+    assert not deployment.of_type(SELF_SIGNED)
+    assert upload(registration, "/etc/nginx/tls/server.crt") == operator.certificate
+    assert upload(registration, "/etc/nginx/tls/server.key") == operator.key
+    assert deployment.outputs["endpoints"]["console"] == "https://storage.example.com/minio-console"
+
+
+def test_prod_without_the_operators_certificate_fails_before_any_resource_naming_both_keys() -> None:
+    with pytest.raises(RunError) as error:
+        deploy("prod", operator_tls=False)
+    message = str(error.value)
+    assert "tlsCertificate" in message and "tlsPrivateKey" in message and "--secret" in message
+    assert pulumi_harness.last_monitor is not None and not pulumi_harness.last_monitor.registrations
+
+
+def test_a_private_key_given_in_plain_text_is_rejected() -> None:
+    operator = throwaway_certificate("localhost")
+    with pytest.raises(RunError, match="tlsPrivateKey: stored in plain text"):
+        deploy("prod", operator_tls=False, secrets={TLS_CERTIFICATE_KEY: operator.certificate}, plain={TLS_PRIVATE_KEY_KEY: operator.key})
+
+
+def test_endpoints_name_the_public_urls_of_every_service(deployment: Deployment) -> None:
+    endpoints = deployment.outputs["endpoints"]
+    assert endpoints["s3"] == "https://localhost:9443"
+    assert endpoints["web"] == "https://localhost"
+    assert endpoints["console"] == "https://localhost/minio-console"
+    assert endpoints["grafana"] == "https://localhost/monitoring/grafana/"
+    assert endpoints["keycloak"] == "https://localhost/auth"
+    assert endpoints["keycloakIssuer"] == "https://localhost/auth/realms/minio-platform"

@@ -1,0 +1,239 @@
+"""scripts/ops without servers: argument parsing, help, exit codes, where connection settings come
+from, how SDK and network failures become one sentence, and secrets handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+
+from minio.error import S3Error
+
+from opscli import cli, iam
+from opscli.connection import Connection, explained, normalise_url, resolve_connection
+from opscli.failures import EXIT_CODE_MEANINGS, ExitCode, OpsError
+from tests.conftest import ROOT
+
+SUBCOMMANDS = sorted(cli.COMMANDS)
+CONNECTION = Connection("http://127.0.0.1:9000", "opsadmin", "not-a-real-secret")
+
+
+def run(argv: list[str], environ: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "ops"), *argv],
+        capture_output=True, text=True, timeout=120,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("OPS_")}, **(environ or {})},
+    )
+    return out.returncode, out.stdout, out.stderr
+
+
+def test_ops_help_lists_every_subcommand_and_the_exit_codes() -> None:
+    code, out, _ = run(["--help"])
+    assert code == 0
+    for name in SUBCOMMANDS:
+        assert name in out
+    for exit_code in ExitCode:
+        assert f"  {exit_code.value:<3} " in out
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_subcommand_has_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main([name, "--help"])
+    assert exited.value.code == 0
+    assert f"usage: scripts/ops {name}" in capsys.readouterr().out
+
+
+def test_every_exit_code_is_documented() -> None:
+    assert set(EXIT_CODE_MEANINGS) == set(ExitCode)
+
+
+def test_unknown_subcommand_and_missing_argument_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["no-such-command"], ["create-bucket"], ["create-service-account", "x"], ["assign-policy", "readonly"]):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(argv)
+        assert exited.value.code == ExitCode.USAGE
+
+
+def test_the_secret_key_cannot_be_given_as_a_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["list-buckets", "--secret-key", "visible-in-ps"])
+    assert exited.value.code == ExitCode.USAGE
+
+
+def test_missing_connection_settings_exit_3_naming_every_source() -> None:
+    code, out, err = run(["list-buckets"])
+    assert code == ExitCode.CONFIGURATION
+    assert err.startswith("error: no connection settings for:") and err.count("\n") == 1
+    assert "OPS_SECRET_KEY" in err and "--outputs-file" in err
+
+
+def test_connection_settings_come_from_flags_then_environment_then_stack_outputs() -> None:
+    outputs = {"endpoints": {"s3": "https://storage.example.com:9443"}, "minioRootUser": "root", "minioRootPassword": "root-secret"}
+    from_outputs = resolve_connection(endpoint=None, access_key=None, outputs=outputs, environ={})
+    from_env = resolve_connection(endpoint=None, access_key=None, outputs=outputs,
+                                  environ={"OPS_ENDPOINT": "http://env:9000", "OPS_ACCESS_KEY": "env-key", "OPS_SECRET_KEY": "env-secret"})
+    from_flags = resolve_connection(endpoint="flag-host:9000", access_key="flag-key", outputs=outputs, environ={"OPS_ACCESS_KEY": "env-key"})
+
+    assert (from_outputs.url, from_outputs.access_key, from_outputs.secret_key, from_outputs.secure) == (
+        "https://storage.example.com:9443", "root", "root-secret", True)
+    assert (from_env.url, from_env.access_key, from_env.secret_key) == ("http://env:9000", "env-key", "env-secret")
+    assert (from_flags.url, from_flags.access_key, from_flags.secret_key) == ("http://flag-host:9000", "flag-key", "root-secret")
+    assert "root-secret" not in repr(from_flags)
+
+
+def test_outputs_file_is_read_like_pulumi_stack_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"endpoints": {"s3": "http://127.0.0.1:1"}, "minioRootUser": "u", "minioRootPassword": "p"}))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+
+    assert cli.main(["list-buckets", "--outputs-file", str(broken)], environ={}) == ExitCode.CONFIGURATION
+    assert "is not JSON" in capsys.readouterr().err
+    # settings resolved from the file; the endpoint is closed, so this is a clean "unreachable"
+    assert cli.main(["list-buckets", "--outputs-file", str(outputs)], environ={}) == ExitCode.UNREACHABLE
+    assert "cannot reach http://127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_endpoints_under_a_path_are_refused_because_sigv4_signs_the_path() -> None:
+    assert normalise_url("minio1:9000") == "http://minio1:9000"
+    assert normalise_url("https://s3.example.com/") == "https://s3.example.com"
+    with pytest.raises(OpsError, match="must be served at the root"):
+        normalise_url("https://example.com/storage")
+
+
+def _s3_error(code: str, bucket: str | None = None, key: str | None = None) -> S3Error:
+    return S3Error(None, code, "message", "/resource", "request", "host", bucket_name=bucket, object_name=key)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("raised", "exit_code", "words"),
+    [
+        (_s3_error("SignatureDoesNotMatch"), ExitCode.ACCESS_DENIED, "rejected the credentials"),
+        (_s3_error("InvalidAccessKeyId"), ExitCode.ACCESS_DENIED, "unknown access key or wrong secret key"),
+        (_s3_error("AccessDenied"), ExitCode.ACCESS_DENIED, "may not list"),
+        (_s3_error("NoSuchBucket", bucket="gone"), ExitCode.NOT_FOUND, "bucket 'gone' does not exist"),
+        (_s3_error("NoSuchKey", bucket="b", key="k"), ExitCode.NOT_FOUND, "object 'k' does not exist"),
+        (urllib3.exceptions.MaxRetryError(None, "/", urllib3.exceptions.NewConnectionError(None, "Connection refused")),  # type: ignore[arg-type]
+         ExitCode.UNREACHABLE, "cannot reach"),
+        (urllib3.exceptions.SSLError("certificate verify failed"), ExitCode.UNREACHABLE, "--ca-file"),
+    ],
+)
+def test_sdk_and_network_failures_become_one_sentence_with_an_exit_code(raised: Exception, exit_code: ExitCode, words: str) -> None:
+    with pytest.raises(OpsError) as caught:
+        with explained(CONNECTION, "list the buckets"):
+            raise raised
+    assert caught.value.code == exit_code
+    assert words in caught.value.sentence and "\n" not in caught.value.sentence
+
+
+def test_policies_are_loaded_from_their_files_never_retyped() -> None:
+    files = iam.policy_files(ROOT / "policies")
+    assert set(files) == {"backup-service", "readonly", "admin"}
+    assert iam.load_policy(ROOT / "policies", "readonly") == json.loads((ROOT / "policies" / "readonly-policy.json").read_text())
+    with pytest.raises(OpsError) as missing:
+        iam.load_policy(ROOT / "policies", "superuser")
+    assert missing.value.code == ExitCode.NOT_FOUND and "backup-service" in missing.value.sentence
+
+
+def test_secret_file_is_created_0600_and_never_overwritten(tmp_path: Path) -> None:
+    account = iam.ServiceAccount("AKIDEXAMPLE", "shown-once-secret", "ci", "readonly")
+    path = tmp_path / "ci.env"
+    iam.write_secret_file(path, account)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == "OPS_ACCESS_KEY=AKIDEXAMPLE\nOPS_SECRET_KEY=shown-once-secret\n"
+    assert "shown-once-secret" not in repr(account)
+    with pytest.raises(OpsError) as again:
+        iam.write_secret_file(path, account)
+    assert again.value.code == ExitCode.REFUSED
+
+
+class _FakeAdmin:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def add_service_account(self, **kwargs: Any) -> str:
+        self.calls.append(("add_service_account", kwargs))
+        return json.dumps({"credentials": {"accessKey": "AKIDNEW", "secretKey": "the-one-time-secret", "expiration": None}})
+
+
+def test_create_service_account_with_secret_file_prints_no_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = _FakeAdmin()
+    monkeypatch.setattr(Connection, "admin", lambda self: fake)
+    environ = {"OPS_ENDPOINT": "http://127.0.0.1:9000", "OPS_ACCESS_KEY": "root", "OPS_SECRET_KEY": "root-secret"}
+    secret_file = tmp_path / "backup.env"
+
+    code = cli.main(["create-service-account", "nightly-backup", "--policy", "backup-service", "--secret-file", str(secret_file)], environ)
+
+    captured = capsys.readouterr()
+    assert code == ExitCode.OK
+    assert "the-one-time-secret" not in captured.out + captured.err
+    assert "AKIDNEW" in captured.out and "the-one-time-secret" in secret_file.read_text()
+    assert fake.calls[0][1]["policy"] == iam.load_policy(ROOT / "policies", "backup-service")
+
+
+def test_create_service_account_without_a_file_shows_the_secret_once(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(Connection, "admin", lambda self: _FakeAdmin())
+    environ = {"OPS_ENDPOINT": "http://127.0.0.1:9000", "OPS_ACCESS_KEY": "root", "OPS_SECRET_KEY": "root-secret"}
+
+    assert cli.main(["create-service-account", "ci", "--policy", "readonly"], environ) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert out.count("the-one-time-secret") == 1 and "shown only this once" in out
+
+
+def test_bad_account_names_and_unknown_policies_fail_before_any_call(capsys: pytest.CaptureFixture[str]) -> None:
+    environ = {"OPS_ENDPOINT": "http://127.0.0.1:1", "OPS_ACCESS_KEY": "root", "OPS_SECRET_KEY": "root-secret"}
+    assert cli.main(["create-service-account", "9bad name", "--policy", "readonly"], environ) == ExitCode.CONFIGURATION
+    assert cli.main(["create-service-account", "ok", "--policy", "superuser"], environ) == ExitCode.NOT_FOUND
+
+
+def test_sync_buckets_needs_a_stack_for_its_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
+    environ = {"OPS_ENDPOINT": "http://127.0.0.1:1", "OPS_ACCESS_KEY": "root", "OPS_SECRET_KEY": "root-secret"}
+    assert cli.main(["sync-buckets"], environ) == ExitCode.CONFIGURATION
+    assert "--stack" in capsys.readouterr().err
+
+
+def test_a_bad_stack_catalogue_is_a_configuration_error_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stack = tmp_path / "Pulumi.bad.yaml"
+    stack.write_text("config:\n  minio-platform:environment: dev\n  minio-platform:buckets:\n    logs:\n      purpose: x\n      retentionDays: -1\n")
+    environ = {"OPS_ENDPOINT": "http://127.0.0.1:1", "OPS_ACCESS_KEY": "root", "OPS_SECRET_KEY": "root-secret"}
+    assert cli.main(["sync-buckets", "--stack", "bad", "--config-file", str(stack)], environ) == ExitCode.CONFIGURATION
+    assert "buckets.logs.retentionDays" in capsys.readouterr().err
+
+
+def test_backup_schedule_runs_at_each_scheduled_minute_and_outlives_a_failed_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from infra.cron import CronSchedule
+    from opscli.failures import ToolFailedError
+    from opscli.scheduled import run_schedule
+
+    now = [datetime(2026, 11, 21, 2, 0, tzinfo=timezone.utc)]
+    ran_at: list[datetime] = []
+
+    def backup() -> str:
+        ran_at.append(now[0])
+        if len(ran_at) == 1:
+            raise ToolFailedError("pg_dump failed (exit 1): connection refused")
+        return "s3://backups-postgresql/keycloak/x.sql.gz"
+
+    def sleep(seconds: float) -> None:
+        now[0] += timedelta(seconds=seconds)
+
+    heartbeat = tmp_path / "heartbeat"
+    failures = run_schedule(CronSchedule.parse("30 2 * * *"), backup, heartbeat, clock=lambda: now[0], sleep=sleep, max_runs=2)
+
+    assert ran_at == [datetime(2026, 11, 21, 2, 30, tzinfo=timezone.utc), datetime(2026, 11, 22, 2, 30, tzinfo=timezone.utc)]
+    assert failures == 1 and heartbeat.exists()
+    log = capsys.readouterr().err
+    assert "backup failed: pg_dump failed (exit 1): connection refused" in log and "backup done: s3://" in log
