@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +239,31 @@ def test_backup_schedule_runs_at_each_scheduled_minute_and_outlives_a_failed_run
     assert failures == 1 and heartbeat.exists()
     log = capsys.readouterr().err
     assert "backup failed: pg_dump failed (exit 1): connection refused" in log and "backup done: s3://" in log
+
+
+def test_the_backup_image_runs_with_only_its_own_dependencies(tmp_path: Path) -> None:
+    """The backup image holds opscli, infra/cron.py and its lock's packages: nothing of the Pulumi program."""
+    image_tree = tmp_path / "ops"
+    shutil.copytree(ROOT / "scripts" / "opscli", image_tree / "opscli")
+    (image_tree / "infra").mkdir()
+    for name in ("__init__.py", "cron.py"):
+        shutil.copy(ROOT / "infra" / name, image_tree / "infra" / name)
+    allowed = {line.split("==")[0] for line in (ROOT / "scripts/opscli/requirements.in").read_text().splitlines() if "==" in line}
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'pulumi', 'pulumi_docker', 'pydantic', 'jinja2', 'yaml'}:\n"
+        "            raise ImportError(f'{name} is not in the backup image')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from opscli.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", blocker, "backup-schedule", "--schedule", "not a schedule"],
+        cwd=image_tree, env={"PYTHONPATH": str(image_tree), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert allowed == {"minio", "tqdm"}
+    assert "is not in the backup image" not in result.stderr, result.stderr
+    assert result.returncode == 3 and "schedule" in result.stderr, (result.returncode, result.stderr)
