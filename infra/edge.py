@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 
 import pulumi
@@ -236,7 +235,6 @@ class EdgeProxy(pulumi.ComponentResource):
         naming: Naming,
         segments: Segments,
         secrets: pulumi.Output[SecretValues],
-        supplied: Collection[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("minio-platform:edge:EdgeProxy", name, None, opts)
@@ -246,10 +244,7 @@ class EdgeProxy(pulumi.ComponentResource):
         if mode == "self-signed":
             material = _self_signed(config, self)
         elif mode == "provided":
-            problems = edge.missing_tls_secrets(config.environment, supplied)
-            if problems:
-                # load_config checks this before any resource; kept for callers that skip it
-                raise ValueError("; ".join(problems))
+            # the program's load_config has checked that both were supplied, before any resource
             settings = pulumi.Config()
             material = pulumi.Output.all(
                 settings.require_secret(TLS_CERTIFICATE_KEY), settings.require_secret(TLS_PRIVATE_KEY_KEY)

@@ -34,7 +34,7 @@ def load_config() -> tuple[StackConfig, set[str]]:
     encrypted = {key for key in values if runtime_config.is_config_secret(key)}
     encrypted |= set(runtime_config.get_config_secret_keys_env())
     config, supplied = split_config(pulumi.get_stack(), values, SECRET_CONFIG_KEYS, encrypted)
-    missing = config.edge.missing_tls_secrets(config.environment, set(supplied))
+    missing = config.edge.missing_operator_inputs(config.environment, set(supplied))
     if missing:
         raise ConfigError(pulumi.get_stack(), missing)
     for warning in config.warnings():
@@ -66,7 +66,7 @@ def main() -> dict[str, Any]:
     identity = Identity("identity", config, naming, segments, secrets.values)
     # MinIO's IAM waits for the OIDC discovery document: start it once Keycloak is healthy
     storage = MinioCluster("storage", config, naming, segments, secrets.values, depends_on=[identity.keycloak])
-    edge = EdgeProxy("edge", config, naming, segments, secrets.values, supplied)
+    edge = EdgeProxy("edge", config, naming, segments, secrets.values)
     monitoring = Monitoring("monitoring", config, naming, segments, secrets.values)
     urls = config.edge.public_urls(config.environment)
     # dumps Keycloak's database into the catalogue's backup bucket on the stack's schedule

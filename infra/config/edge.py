@@ -154,13 +154,20 @@ class EdgeSettings(Settings):
             keycloak=f"{web}/auth",
         )
 
-    def missing_tls_secrets(self, environment: str, supplied: Collection[str]) -> list[str]:
-        """Problems, by config key, when the operator's certificate is required but not supplied as a secret."""
-        if self.tls_mode(environment) != "provided":
-            return []
-        return [
-            f"{key}: edge.tls.mode is 'provided' (the default on prod) but {key} is not set; "
-            f"run 'pulumi config set --secret {key} < file.pem' (PEM text), or set edge.tls.mode to 'self-signed'"
-            for key in PROVIDED_TLS_KEYS
-            if key not in supplied
-        ]
+    def missing_operator_inputs(self, environment: str, supplied: Collection[str]) -> list[str]:
+        """What only the operator can give, by config key: the public host name on prod, and the
+        certificate and key (as secrets) whenever the TLS mode is 'provided'."""
+        problems = []
+        if environment == "prod" and "public_host" not in self.model_fields_set:
+            problems.append(
+                "edge.publicHost: prod needs the host name clients use; run "
+                "'pulumi config set --path minio-platform:edge.publicHost storage.example.com'"
+            )
+        if self.tls_mode(environment) == "provided":
+            problems += [
+                f"{key}: edge.tls.mode is 'provided' (the default on prod) but {key} is not set; "
+                f"run 'pulumi config set --secret {key} < file.pem' (PEM text), or set edge.tls.mode to 'self-signed'"
+                for key in PROVIDED_TLS_KEYS
+                if key not in supplied
+            ]
+        return problems

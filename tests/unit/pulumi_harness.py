@@ -154,13 +154,18 @@ def deploy(
     """Run the program for `stack` (its Pulumi.<stack>.yaml plus `overrides`, keys without namespace).
 
     `secrets` are set as Pulumi secrets, `plain` as ordinary (unencrypted) config values.
-    `operator_tls` also sets a throwaway tlsCertificate/tlsPrivateKey pair as secrets, as an
-    operator must before deploying prod (whose TLS mode defaults to 'provided').
+    `operator_tls` also sets a throwaway tlsCertificate/tlsPrivateKey pair as secrets and
+    edge.publicHost, as an operator must before deploying prod (whose TLS mode defaults to 'provided').
     Raises what the program raises; `last_monitor.registrations` then shows what was created.
     """
     values, _ = read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
     config = {key: _config_text(value) for key, value in values.items()}
     secrets = {**(operator_tls_secrets() if operator_tls else {}), **(secrets or {})}
+    if operator_tls:
+        # prod also wants its public host name set explicitly
+        overrides = dict(overrides or {})
+        edge = overrides.get("edge", values.get(f"{PROJECT}:edge") or {})
+        overrides["edge"] = {"publicHost": "localhost", **edge}
     for key, value in {**(overrides or {}), **(plain or {}), **secrets}.items():
         config[f"{PROJECT}:{key}"] = _config_text(value)
     mocks = PlatformMocks()

@@ -104,11 +104,12 @@ def test_prod_serves_the_operators_certificate_and_key() -> None:
     assert deployment.outputs["endpoints"]["console"] == "https://storage.example.com/minio-console"
 
 
-def test_prod_without_the_operators_certificate_fails_before_any_resource_naming_both_keys() -> None:
+def test_prod_without_its_host_name_and_certificate_fails_before_any_resource_naming_each_key() -> None:
     with pytest.raises(RunError) as error:
         deploy("prod", operator_tls=False)
     message = str(error.value)
     assert "tlsCertificate" in message and "tlsPrivateKey" in message and "--secret" in message
+    assert "edge.publicHost: prod needs the host name clients use" in message
     assert pulumi_harness.last_monitor is not None and not pulumi_harness.last_monitor.registrations
 
 
