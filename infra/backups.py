@@ -21,6 +21,7 @@ from infra.config import StackConfig
 from infra.container import Attachment, ContainerSpec, Healthcheck, Naming, service_container
 from infra.identity import POSTGRES_DATABASE, POSTGRES_PORT, POSTGRES_USER
 from infra.networks import Segments
+from infra.rendering import RenderedFile, as_uploads
 from infra.secrets import SecretValues
 from infra.storage import API_PORT, node_name
 
@@ -34,6 +35,7 @@ BACKUP_SERVICE_USER = "backup-service"
 HEARTBEAT_FILE = "/var/lib/postgresql/ops-backup-heartbeat"
 # the scheduler touches its heartbeat at least every 30 s; three missed beats mean it is stuck
 HEARTBEAT_MAX_AGE_SECONDS = 90
+SETTINGS_FILE = "/etc/ops/ops.env"
 
 
 def image_sources_digest(root: Path = PROJECT_ROOT) -> str:
@@ -61,13 +63,21 @@ def backup_command(config: StackConfig, postgres_host: str) -> list[str]:
 
 
 def backup_environment(secrets: SecretValues) -> list[str]:
-    """Credentials as environment variables, so they never appear in the container's command line."""
+    """The service's connection settings, credentials included, as the lines of its settings file."""
     return [
         f"OPS_ENDPOINT=http://{node_name(1)}:{API_PORT}",
         f"OPS_ACCESS_KEY={BACKUP_SERVICE_USER}",
         f"OPS_SECRET_KEY={secrets.backup_service_secret_key}",
         f"PGPASSWORD={secrets.postgres_password}",
     ]
+
+
+def backup_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile]:
+    """The settings file, read through OPS_ENV_FILE: neither the command line nor `docker inspect` shows it."""
+    if not config.backup.enabled:
+        return []
+    content = "\n".join(backup_environment(secrets)) + "\n"
+    return [RenderedFile("backup/ops.env", SETTINGS_FILE, content, secret=True)]
 
 
 class ScheduledBackup(pulumi.ComponentResource):
@@ -106,7 +116,8 @@ class ScheduledBackup(pulumi.ComponentResource):
             name="backup",
             image=image,
             command=backup_command(config, postgres_host),
-            envs=pulumi.Output.secret(secrets.apply(backup_environment)),
+            envs=[f"OPS_ENV_FILE={SETTINGS_FILE}"],
+            uploads=pulumi.Output.secret(secrets.apply(lambda plain: as_uploads(backup_files(config, plain)))),
             networks=[
                 Attachment(segments.storage.network, aliases=["backup"], ipv4_address=segments.storage.address("backup")),
                 Attachment(segments.database.network, aliases=["backup"], ipv4_address=segments.database.address("backup")),

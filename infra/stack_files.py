@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from infra.backups import backup_files
 from infra.config import StackConfig
 from infra.edge import edge_files
 from infra.identity import identity_files
@@ -13,7 +14,13 @@ from infra.secrets import SecretValues
 from infra.storage import minio_files
 
 # one renderer per tier; each is the same function its component delivers the files with
-RENDERERS: tuple[Callable[[StackConfig, SecretValues], list[RenderedFile]], ...] = (minio_files, identity_files, edge_files, monitoring_files)
+RENDERERS: tuple[Callable[[StackConfig, SecretValues], list[RenderedFile]], ...] = (
+    minio_files,
+    identity_files,
+    edge_files,
+    monitoring_files,
+    backup_files,
+)
 
 
 def render_stack_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile]:

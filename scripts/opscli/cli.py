@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -399,10 +399,37 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
 }
 
 
+ENV_FILE = "OPS_ENV_FILE"
+
+
+def load_env_file(environ: MutableMapping[str, str]) -> None:
+    """Settings from the file OPS_ENV_FILE names, as KEY=VALUE lines; variables already set win.
+
+    For containers: unlike environment variables, a file's content does not show in `docker inspect`.
+    """
+    path = environ.get(ENV_FILE)
+    if not path:
+        return
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ConfigurationError(f"cannot read the settings file {path} named by {ENV_FILE} ({error.strerror})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, separator, value = line.partition("=")
+        if not separator or not key.strip():
+            raise ConfigurationError(f"line {number} of {path} is not KEY=VALUE")
+        environ.setdefault(key.strip(), value)
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ctx = Context(args, os.environ if environ is None else environ, lambda line: print(line, flush=True))
     try:
+        if environ is None:
+            # into the process environment, so that pg_dump and psql inherit PGPASSWORD too
+            load_env_file(os.environ)
         return int(COMMANDS[args.command](ctx))
     except OpsError as error:
         print(f"error: {error.sentence}", file=sys.stderr)

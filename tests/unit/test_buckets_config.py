@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from infra.backups import IMAGE_SOURCES, backup_environment, image_sources_digest
+from infra.backups import IMAGE_SOURCES, image_sources_digest
 from infra.config import ConfigError, parse_stack_config, read_stack_file, split_config
 from infra.config.buckets import bucket_name_problem
 from infra.cron import CronSchedule
@@ -157,14 +157,17 @@ def test_backup_service_runs_the_same_backup_command_on_storage_and_database_net
     assert any(dep.endswith("::postgres") for dep in container.dependencies)
 
 
-def test_backup_service_credentials_are_secret_environment_never_command_line(dev: Any) -> None:
+def test_backup_service_credentials_reach_it_only_in_a_secret_settings_file(dev: Any) -> None:
     container = dev.named("backup", CONTAINER)
-    assert "envs" in container.secret_paths
+    assert container.inputs["envs"] == ["OPS_ENV_FILE=/etc/ops/ops.env"], "no credential in docker inspect"
+    assert "uploads" in container.secret_paths
     assert not any("generated" in part for part in container.inputs["command"])
-    environment = backup_environment(SecretValues.throwaway())
-    assert "OPS_ACCESS_KEY=backup-service" in environment
-    assert any(line.startswith("OPS_SECRET_KEY=throwaway-backupServiceSecretKey") for line in environment)
-    assert any(line.startswith("PGPASSWORD=") for line in environment)
+    [settings] = container.inputs["uploads"]["value"]
+    assert settings["file"] == "/etc/ops/ops.env"
+    lines = settings["content"].splitlines()
+    assert "OPS_ACCESS_KEY=backup-service" in lines
+    assert f"OPS_SECRET_KEY={dev.outputs['backupServiceSecretKey']}" in lines
+    assert any(line.startswith("PGPASSWORD=") for line in lines)
     assert "backupServiceSecretKey" in dev.secret_outputs
 
 

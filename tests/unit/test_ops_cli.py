@@ -267,3 +267,22 @@ def test_the_backup_image_runs_with_only_its_own_dependencies(tmp_path: Path) ->
     assert allowed == {"minio", "tqdm"}
     assert "is not in the backup image" not in result.stderr, result.stderr
     assert result.returncode == 3 and "schedule" in result.stderr, (result.returncode, result.stderr)
+
+
+def test_settings_file_fills_the_environment_without_overriding_it(tmp_path: Path) -> None:
+    settings = tmp_path / "ops.env"
+    settings.write_text("# the backup container's settings\nOPS_ACCESS_KEY=from-file\nPGPASSWORD=p=w\n\n")
+    environ = {"OPS_ENV_FILE": str(settings), "OPS_ACCESS_KEY": "from-environment"}
+    cli.load_env_file(environ)
+    assert environ["OPS_ACCESS_KEY"] == "from-environment"
+    assert environ["PGPASSWORD"] == "p=w"
+
+
+@pytest.mark.parametrize(("content", "words"), [(None, "cannot read the settings file"), ("no separator\n", "line 1")])
+def test_unreadable_or_malformed_settings_file_is_a_configuration_error(tmp_path: Path, content: str | None, words: str) -> None:
+    settings = tmp_path / "ops.env"
+    if content is not None:
+        settings.write_text(content)
+    with pytest.raises(OpsError, match=words) as raised:
+        cli.load_env_file({"OPS_ENV_FILE": str(settings)})
+    assert raised.value.code == ExitCode.CONFIGURATION
