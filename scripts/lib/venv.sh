@@ -8,7 +8,17 @@ ensure_venv() {
   want=$(sha256sum "$lock" | cut -d' ' -f1)
   if [ ! -x "$venv/bin/python" ]; then
     echo "==> creating virtual environment $venv"
-    python3 -m venv "$venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+      # Debian and Ubuntu ship the venv module separately
+      rm -rf "$venv"
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv "$venv"
+      else
+        echo "error: python3 cannot create a virtual environment; install python3-venv (Debian, Ubuntu) and run again." >&2
+        return 1
+      fi
+    fi
   fi
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "==> installing locked dependencies from $lock"
