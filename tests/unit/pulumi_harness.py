@@ -44,6 +44,13 @@ class Registration:
     dependencies: list[str]
     parent: str
 
+    def uploads(self) -> dict[str, str]:
+        """Files the container receives, by path; a secret Output is recorded inside Pulumi's secret envelope."""
+        delivered = self.inputs.get("uploads") or []
+        if isinstance(delivered, dict) and delivered.get(SECRET_SIG_KEY) == SECRET_SIG:
+            delivered = delivered["value"]
+        return {item["file"]: item["content"] for item in delivered}
+
     @property
     def urn_suffix(self) -> str:
         return f"{self.type}::{self.name}"

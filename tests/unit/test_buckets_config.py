@@ -162,9 +162,8 @@ def test_backup_service_credentials_reach_it_only_in_a_secret_settings_file(dev:
     assert container.inputs["envs"] == ["OPS_ENV_FILE=/etc/ops/ops.env"], "no credential in docker inspect"
     assert "uploads" in container.secret_paths
     assert not any("generated" in part for part in container.inputs["command"])
-    [settings] = container.inputs["uploads"]["value"]
-    assert settings["file"] == "/etc/ops/ops.env"
-    lines = settings["content"].splitlines()
+    assert list(container.uploads()) == ["/etc/ops/ops.env"]
+    lines = container.uploads()["/etc/ops/ops.env"].splitlines()
     assert "OPS_ACCESS_KEY=backup-service" in lines
     assert f"OPS_SECRET_KEY={dev.outputs['backupServiceSecretKey']}" in lines
     assert any(line.startswith("PGPASSWORD=") for line in lines)

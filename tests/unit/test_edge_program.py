@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytest
 from pulumi.errors import RunError
@@ -18,13 +17,6 @@ SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
 STACKS = ["dev", "staging", "prod"]
 
 
-def unwrapped(value: object) -> Any:
-    """An input sent as a secret arrives wrapped in Pulumi's secret envelope."""
-    if isinstance(value, dict) and pulumi_harness.SECRET_SIG_KEY in value:
-        return value["value"]
-    return value
-
-
 @pytest.fixture(scope="module", params=STACKS)
 def deployment(request: pytest.FixtureRequest) -> Deployment:
     return deploy(request.param)
@@ -36,11 +28,6 @@ def proxy(deployment: Deployment) -> pulumi_harness.Registration:
 
 def published(registration: pulumi_harness.Registration) -> set[tuple[str, int, int]]:
     return {(p["ip"], int(p["external"]), int(p["internal"])) for p in registration.inputs.get("ports") or []}
-
-
-def upload(registration: pulumi_harness.Registration, target: str) -> str:
-    uploads = unwrapped(registration.inputs["uploads"])
-    return next(item["content"] for item in uploads if item["file"] == target)
 
 
 def test_only_the_edge_proxy_publishes_ports(deployment: Deployment) -> None:
@@ -73,12 +60,12 @@ def test_proxy_joins_edge_storage_and_monitoring_at_fixed_addresses(deployment: 
 def test_proxy_configuration_and_key_reach_the_container_as_secret_uploads(deployment: Deployment) -> None:
     registration = proxy(deployment)
     assert "uploads" in registration.secret_paths
-    assert {item["file"] for item in unwrapped(registration.inputs["uploads"])} == {
+    assert set(registration.uploads()) == {
         "/etc/nginx/nginx.conf", "/etc/nginx/tls/server.crt", "/etc/nginx/tls/server.key",
         "/usr/share/nginx/runbook/index.html",
     }
-    assert "ssl_protocols TLSv1.2 TLSv1.3;" in upload(registration, "/etc/nginx/nginx.conf")
-    assert 'id="minionodedown"' in upload(registration, "/usr/share/nginx/runbook/index.html")
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in registration.uploads()["/etc/nginx/nginx.conf"]
+    assert 'id="minionodedown"' in registration.uploads()["/usr/share/nginx/runbook/index.html"]
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging"])
@@ -87,7 +74,7 @@ def test_dev_and_staging_get_a_certificate_generated_by_the_program(stack: str) 
     [certificate] = deployment.of_type(SELF_SIGNED)
     assert certificate.inputs["dnsNames"] == ["localhost"]
     # the mock's generated certificate is what nginx receives
-    assert "BEGIN CERTIFICATE" in upload(proxy(deployment), "/etc/nginx/tls/server.crt")
+    assert "BEGIN CERTIFICATE" in proxy(deployment).uploads()["/etc/nginx/tls/server.crt"]
 
 
 def test_prod_serves_the_operators_certificate_and_key() -> None:
@@ -99,8 +86,8 @@ def test_prod_serves_the_operators_certificate_and_key() -> None:
     )
     registration = proxy(deployment)
     assert not deployment.of_type(SELF_SIGNED)
-    assert upload(registration, "/etc/nginx/tls/server.crt") == operator.certificate
-    assert upload(registration, "/etc/nginx/tls/server.key") == operator.key
+    assert registration.uploads()["/etc/nginx/tls/server.crt"] == operator.certificate
+    assert registration.uploads()["/etc/nginx/tls/server.key"] == operator.key
     assert deployment.outputs["endpoints"]["console"] == "https://storage.example.com/minio-console"
 
 

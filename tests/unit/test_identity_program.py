@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytest
 
@@ -15,13 +14,6 @@ CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
 IMAGE = "docker:index/remoteImage:RemoteImage"
 STACKS = ["dev", "staging", "prod"]
-
-
-def unwrapped(value: object) -> Any:
-    """An input sent as a secret arrives wrapped in Pulumi's secret envelope."""
-    if isinstance(value, dict) and pulumi_harness.SECRET_SIG_KEY in value:
-        return value["value"]
-    return value
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -82,10 +74,10 @@ def test_bootstrap_user_password_is_a_secret_output_on_dev_and_staging_only(depl
 def test_keycloak_and_postgres_receive_their_files_as_secret_uploads(deployment: Deployment) -> None:
     keycloak, postgres = container(deployment, "keycloak"), container(deployment, "postgres")
     assert "uploads" in keycloak.secret_paths and "uploads" in postgres.secret_paths
-    assert {u["file"] for u in unwrapped(keycloak.inputs["uploads"])} == {
+    assert set(keycloak.uploads()) == {
         "/opt/keycloak/conf/keycloak.conf", "/opt/keycloak/data/import/realm.json",
     }
-    assert {u["file"] for u in unwrapped(postgres.inputs["uploads"])} == {"/run/secrets/postgres-password"}
+    assert set(postgres.uploads()) == {"/run/secrets/postgres-password"}
     assert "POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password" in postgres.inputs["envs"]
     assert not any("PASSWORD=" in env for env in postgres.inputs["envs"])
 

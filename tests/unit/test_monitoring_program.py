@@ -37,10 +37,7 @@ def container(deployment: Deployment, name: str) -> Registration:
 
 
 def uploads(deployment: Deployment, name: str) -> dict[str, str]:
-    delivered = container(deployment, name).inputs["uploads"]
-    # a secret Output is recorded wrapped: {"value": [...]}
-    items = delivered["value"] if isinstance(delivered, dict) else delivered
-    return {item["file"]: item["content"] for item in items}
+    return container(deployment, name).uploads()
 
 
 def test_every_monitoring_service_runs_on_only_the_networks_it_needs(deployment: Deployment) -> None:

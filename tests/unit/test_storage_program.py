@@ -115,7 +115,7 @@ def test_generated_credentials_come_from_pulumi_random(deployment: Deployment) -
     generated = {p.name for p in deployment.of_type(PASSWORD)}
     assert {"secrets-minioRootUser", "secrets-minioRootPassword"} <= generated
     password = deployment.outputs["minioRootPassword"]
-    config_env = minio_nodes(deployment)[0].inputs["uploads"]["value"][0]["content"]
+    config_env = minio_nodes(deployment)[0].uploads()["/etc/minio/config.env"]
     assert f"MINIO_ROOT_PASSWORD={password}\n" in config_env
 
 
@@ -147,7 +147,7 @@ def test_other_layouts_change_nodes_drives_and_command() -> None:
 
 def test_explicit_parity_becomes_the_standard_storage_class() -> None:
     deployment = deploy("dev", overrides={"storage": {"nodes": 4, "drivesPerNode": 2, "parity": 3}})
-    config_env = minio_nodes(deployment)[0].inputs["uploads"]["value"][0]["content"]
+    config_env = minio_nodes(deployment)[0].uploads()["/etc/minio/config.env"]
     assert "MINIO_STORAGE_CLASS_STANDARD=EC:3\n" in config_env
     assert deployment.outputs["layout"]["parity"] == 3
 
