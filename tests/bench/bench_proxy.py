@@ -30,10 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from infra.edge import ProxyBuffers, ProxyUpstreams  # noqa: E402
+from infra.edge import ProxyBuffers  # noqa: E402
 from tests.lab.proxy_lab import (  # noqa: E402
     STREAM_STAND_IN_ADDRESS,
     LabProxy,
+    all_upstreams_at,
     free_port,
     lab_stack,
     running_proxy,
@@ -182,7 +183,7 @@ def main() -> int:
                 running.callback(stop, sink)
                 wait_for_port(STREAM_STAND_IN_ADDRESS, port, sink)
                 endpoint = f"{STREAM_STAND_IN_ADDRESS}:{port}"
-            upstreams = ProxyUpstreams(s3=(endpoint,), console=(endpoint,), keycloak=endpoint, grafana=endpoint)
+            upstreams = all_upstreams_at(endpoint)
             # the default 5g limit, plus room for the memory round's body
             limit = f"{max(5, int(args.memory_gib) + 1)}g"
             buffers = ProxyBuffers(body=args.body_buffer, response=args.response_buffer)

@@ -86,6 +86,11 @@ def lab_stack(tls: bool = False, max_body_size: str = "2g", **edge: Any) -> Stac
     return parse_stack_config("lab", {"environment": "dev", "name": "lab", "edge": settings})
 
 
+def all_upstreams_at(endpoint: str) -> ProxyUpstreams:
+    """Every upstream of the proxy (S3, console, Keycloak, Grafana) pointed at one stand-in."""
+    return ProxyUpstreams(s3=(endpoint,), console=(endpoint,), keycloak=endpoint, grafana=endpoint)
+
+
 @dataclass
 class LabProxy:
     """Debian's nginx running the rendered configuration under `root`."""

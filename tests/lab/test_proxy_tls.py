@@ -14,12 +14,12 @@ import pytest
 import requests
 import urllib3
 
-from infra.edge import ProxyUpstreams
 from tests.lab.proxy_lab import (
     PROXY_ADDRESS,
     WEB_STAND_IN_ADDRESS,
     LabProxy,
     RecordingStandIn,
+    all_upstreams_at,
     lab_stack,
     recording_stand_in,
     running_proxy,
@@ -36,7 +36,7 @@ def stand_in() -> Iterator[RecordingStandIn]:
 
 @pytest.fixture(scope="module")
 def proxy(stand_in: RecordingStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabProxy]:
-    upstreams = ProxyUpstreams(s3=(stand_in.endpoint,), console=(stand_in.endpoint,), keycloak=stand_in.endpoint, grafana=stand_in.endpoint)
+    upstreams = all_upstreams_at(stand_in.endpoint)
     with running_proxy(tmp_path_factory.mktemp("nginx"), lab_stack(tls=True), upstreams) as running:
         yield running
 
