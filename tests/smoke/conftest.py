@@ -105,7 +105,7 @@ def tls_verify(stack: StackOutputs, tmp_path_factory: pytest.TempPathFactory) ->
     if certificate is None and any(url.startswith("https://") for url in stack.endpoints.values()):
         from infra.edge import TLS_CERTIFICATE_FILE
 
-        served = live.in_container(stack.container(EDGE_PROXY).name).run("cat %s", TLS_CERTIFICATE_FILE)
+        served = live.in_container(stack.container(EDGE_PROXY).name).run("cat", TLS_CERTIFICATE_FILE)
         certificate = served.stdout if served.rc == 0 and "BEGIN CERTIFICATE" in served.stdout else None
     if certificate is None or not is_self_signed(certificate):
         return True

@@ -70,9 +70,47 @@ class OutputsError(ValueError):
         super().__init__(f"stack outputs from {source} are not usable:\n{listing}")
 
 
+REDACTED = "[redacted]"
+# query parameters and JSON fields whose values are credentials: STS, SigV4 (query and Authorization header), OAuth 2.0 and OIDC
+CREDENTIAL_FIELDS = (
+    "WebIdentityToken",
+    "Token",
+    "X-Amz-Security-Token",
+    "X-Amz-Signature",
+    "X-Amz-Credential",
+    "Signature",
+    "Credential",
+    "code",
+    "code_verifier",
+    "id_token",
+    "access_token",
+    "refresh_token",
+    "client_secret",
+    "password",
+    "LDAPPassword",
+)
+_FIELD_NAMES = "|".join(re.escape(name) for name in sorted(CREDENTIAL_FIELDS, key=len, reverse=True))
+# `name=value` in a URL, a form body or an Authorization header; not a longer name ending in one (`session_code`)
+_CREDENTIAL_PARAMETER = re.compile(rf"(?<![\w-])({_FIELD_NAMES})=[^&\s\"'#<>,;]+", re.IGNORECASE)
+_CREDENTIAL_JSON_FIELD = re.compile(rf"(\"(?:{_FIELD_NAMES})\"\s*:\s*)\"[^\"]*\"", re.IGNORECASE)
+# any JWT (header and payload are base64url JSON, so both start with `eyJ`), wherever it stands
+_JWT = re.compile(r"\beyJ[\w-]*\.eyJ[\w-]*\.[\w-]*")
+
+
+def redact_tokens(text: str) -> str:
+    """`text` with the value of every credential in it replaced: failure messages end up in CI logs.
+
+    The SDK's error for a refused AssumeRoleWithWebIdentity names the request URL, which holds
+    the ID token (`WebIdentityToken=`); presigned URLs hold a signature, OIDC redirects a code.
+    """
+    text = _CREDENTIAL_PARAMETER.sub(lambda match: f"{match.group(1)}={REDACTED}", text)
+    text = _CREDENTIAL_JSON_FIELD.sub(lambda match: f'{match.group(1)}"{REDACTED}"', text)
+    return _JWT.sub(REDACTED, text)
+
+
 def mismatch(what: str, expected: object, seen: object) -> str:
-    """The one shape of every failure message: what was checked, what was expected, what was seen."""
-    return f"{what}: expected {expected}, seen {seen}"
+    """The one shape of every failure message: what was checked, what was expected, what was seen (credentials redacted)."""
+    return redact_tokens(f"{what}: expected {expected}, seen {seen}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,9 +429,10 @@ class WaitTimeout(AssertionError):
 
 
 def describe_seen(value: object) -> str:
+    """What a check saw, for its failure message: short, and with any credential in it redacted."""
     if isinstance(value, BaseException):
-        return f"{type(value).__name__}: {value}"
-    text = repr(value) if not isinstance(value, str) else value
+        return redact_tokens(f"{type(value).__name__}: {value}")
+    text = redact_tokens(repr(value) if not isinstance(value, str) else value)
     return text if len(text) <= 600 else text[:600] + "..."
 
 
@@ -441,6 +480,11 @@ def wait_for(
 # Stopping containers safely
 
 
+# a stop still under way when the start came ends within its grace period; then the start is made again
+RESTART_TIMEOUT_SECONDS = 120
+RESTART_POLL_SECONDS = 2.0
+
+
 class ContainerHandle(Protocol):
     @property
     def name(self) -> str: ...
@@ -448,6 +492,10 @@ class ContainerHandle(Protocol):
     def stop(self) -> None: ...
 
     def start(self) -> None: ...
+
+    def is_running(self) -> bool:
+        """Whether the container runs again since the stop (not merely still running while it stops)."""
+        ...
 
 
 class RestartFailed(AssertionError):
@@ -463,13 +511,27 @@ class NodeOutage:
 
     Leaving includes a failed check, KeyboardInterrupt and SIGTERM (turned into KeyboardInterrupt
     while containers are down). While restarting, a further Ctrl-C is held back until every
-    container has been started. A ledger file, when given, always lists the containers still
-    stopped, so that scripts/smoke can start them even if this process is killed outright.
+    container has been started. A container counts as started once it reports itself running
+    again, within a bound: a `docker stop` cut short by Ctrl-C goes on in the daemon, and a
+    `docker start` that comes meanwhile changes nothing. A ledger file, when given, always lists
+    the containers not yet running again, so that scripts/smoke can start them even if this
+    process is killed outright.
     """
 
-    def __init__(self, ledger: Path | None = None, report: Callable[[str], None] = _note) -> None:
+    def __init__(
+        self,
+        ledger: Path | None = None,
+        report: Callable[[str], None] = _note,
+        *,
+        restart_timeout: float = RESTART_TIMEOUT_SECONDS,
+        poll_interval: float = RESTART_POLL_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.ledger = ledger
         self.report = report
+        self.restart_timeout = restart_timeout
+        self.poll_interval = poll_interval
+        self.sleep = sleep
         self.stopped: list[ContainerHandle] = []
         self.restarted: list[str] = []
         self._previous_sigterm: Any = None
@@ -502,6 +564,15 @@ class NodeOutage:
                 try:
                     self.report(f"starting {handle.name}")
                     handle.start()
+                    wait_for(
+                        handle.is_running,
+                        bool,
+                        what=f"{handle.name} after docker start",
+                        expected="running again",
+                        timeout=self.restart_timeout,
+                        interval=self.poll_interval,
+                        sleep=self.sleep,
+                    )
                 except BaseException as start_error:  # noqa: BLE001 - keep starting the others
                     failures.append(f"{handle.name}: {describe_seen(start_error)}")
                 else:
@@ -559,6 +630,57 @@ def _interrupts_held(report: Callable[[str], None]) -> Iterator[list[int]]:
 
 # ---------------------------------------------------------------------------------------------
 # Reading answers of the stack's services
+
+# Go's net/http reads at most this much of a body its handler left unread (net/http
+# maxPostHandlerReadBytes), and closes the connection when more is left
+GO_POST_HANDLER_DISCARD_BYTES = 256 << 10
+# a write MinIO refuses unread (lost write quorum) must stay under that limit: else MinIO closes
+# the connection mid-upload and nginx answers 502 instead of passing MinIO's 503 on
+REFUSED_WRITE_BYTES = 4 * 1024
+
+
+@dataclass(frozen=True, repr=False)
+class HealthAnswer:
+    """One answer of a MinIO health endpoint, with what a node still starting says about itself."""
+
+    status: int
+    server_status: str | None = None
+    """Header x-minio-server-status: offline, bucket-metadata-offline or iam-offline while a node starts."""
+    error_code: str | None = None
+    """An S3 error code in the body, such as XMinioServerNotInitialized."""
+    write_quorum: str | None = None
+    read_quorum: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == 200
+
+    def __repr__(self) -> str:
+        notes = [note for note in (self.server_status, self.error_code) if note]
+        return f"{self.status} ({', '.join(notes)})" if notes else str(self.status)
+
+
+def health_answer(status: int, headers: Mapping[str, str], body: str = "") -> HealthAnswer:
+    lower = {key.lower(): value for key, value in headers.items()}
+    code = re.search(r"<Code>([^<]+)</Code>", body)
+    return HealthAnswer(
+        status,
+        lower.get("x-minio-server-status"),
+        code.group(1) if code else None,
+        lower.get("x-minio-write-quorum"),
+        lower.get("x-minio-read-quorum"),
+    )
+
+
+def curl_health_answer(output: str) -> HealthAnswer | None:
+    """The health answer in the output of `curl -i` (status line, headers, blank line, body); None if it holds no HTTP answer."""
+    head, _, body = output.replace("\r\n", "\n").partition("\n\n")
+    lines = head.strip().splitlines()
+    status = re.match(r"HTTP/[0-9.]+ (\d{3})", lines[0]) if lines else None
+    if status is None:
+        return None
+    headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+    return health_answer(int(status.group(1)), {key.strip(): value.strip() for key, value in headers.items()}, body)
 
 
 def wget_status(stderr: str) -> int | None:

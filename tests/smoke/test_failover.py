@@ -8,8 +8,6 @@ object written before and during the outage must read back intact.
 from __future__ import annotations
 
 import hashlib
-import io
-import secrets
 
 import pytest
 import requests
@@ -23,6 +21,7 @@ pytestmark = pytest.mark.smoke
 
 SETTLE_TIMEOUT_SECONDS = 120
 RECOVERY_TIMEOUT_SECONDS = 300
+ACCEPTED_WRITE_BYTES = 256 * 1024 + 3
 
 
 def health(http: requests.Session, s3: str) -> tuple[int | str, int | str]:
@@ -49,12 +48,6 @@ def digest_of(client: Minio, bucket: str, key: str) -> str:
         response.release_conn()
 
 
-def put_random(client: Minio, bucket: str, key: str) -> str:
-    body = secrets.token_bytes(256 * 1024 + 3)
-    client.put_object(bucket, key, io.BytesIO(body), len(body))
-    return hashlib.sha256(body).hexdigest()
-
-
 def test_node_loss_follows_the_exported_quorum_table(
     disruptive: None, stack: StackOutputs, http: requests.Session, tls_verify: bool | str, scratch_bucket: str
 ) -> None:
@@ -67,7 +60,7 @@ def test_node_loss_follows_the_exported_quorum_table(
         stack.endpoint("s3"), tls_verify,
         access_key=stack.value("minioRootUser"), secret_key=stack.value("minioRootPassword"), retries=False,
     )
-    written = {"smoke/failover/before.bin": put_random(client, scratch_bucket, "smoke/failover/before.bin")}
+    written = {"smoke/failover/before.bin": live.put_random(client, scratch_bucket, "smoke/failover/before.bin", ACCEPTED_WRITE_BYTES)}
 
     with NodeOutage.from_environment() as outage:
         for stage in stages:
@@ -78,10 +71,10 @@ def test_node_loss_follows_the_exported_quorum_table(
                 assert digest_of(client, scratch_bucket, key) == digest, f"{key} reads back differently with {situation}"
             key = f"smoke/failover/{stage.nodes_down}-down.bin"
             if stage.writes:
-                written[key] = put_random(client, scratch_bucket, key)
+                written[key] = live.put_random(client, scratch_bucket, key, ACCEPTED_WRITE_BYTES)
             else:
                 with pytest.raises(S3Error) as refused:
-                    put_random(client, scratch_bucket, key)
+                    live.put_write_probe(client, scratch_bucket, key)
                 status = refused.value.response.status if refused.value.response is not None else None
                 assert status == 503, mismatch(f"a write with {situation}", "503 (SlowDownWrite)", f"{status} {refused.value.code}")
 
@@ -94,5 +87,7 @@ def test_node_loss_follows_the_exported_quorum_table(
         timeout=RECOVERY_TIMEOUT_SECONDS,
         interval=5,
     )
+    # the proxy's answer comes from one node; a restarted one refuses S3 requests until its own IAM is up
+    live.wait_until_every_node_healthy([node.name for node in stack.minio_nodes()], timeout=RECOVERY_TIMEOUT_SECONDS)
     changed = [key for key, digest in written.items() if digest_of(client, scratch_bucket, key) != digest]
     assert not changed, mismatch("objects written before and during the outage", "all intact", f"{changed} differ")

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import requests
 
+from infra.storage import API_PORT
 from tests.smoke import live
 from tests.smoke.stack import (
     ALERTMANAGER,
@@ -83,20 +84,20 @@ def test_every_minio_node_answers_liveness_inside_its_container(stack: StackOutp
     answers = {}
     for node in stack.minio_nodes():
         result = live.in_container(node.name).run(
-            "curl -sS -o /dev/null --max-time 10 -w %s http://localhost:9000/minio/health/live", "%{http_code}"
+            "curl", "-sS", "-o", "/dev/null", "--max-time", "10", "-w", "%{http_code}", f"http://localhost:{API_PORT}/minio/health/live",
+            timeout=10,
         )
         answers[node.name] = result.stdout.strip() or result.stderr.strip()
     assert all(answer == "200" for answer in answers.values()), mismatch("/minio/health/live on every node", "200", answers)
 
 
 def test_cluster_health_through_the_proxy_reports_the_exported_quorums(stack: StackOutputs, http: requests.Session) -> None:
-    s3 = stack.endpoint("s3")
-    cluster = live.get(http, f"{s3}/minio/health/cluster")
-    cluster_read = live.get(http, f"{s3}/minio/health/cluster/read")
-    assert cluster.status_code == 200, mismatch("/minio/health/cluster through the proxy", 200, cluster.status_code)
-    assert cluster_read.status_code == 200, mismatch("/minio/health/cluster/read through the proxy", 200, cluster_read.status_code)
+    # right after a deploy a node may still be starting: it answers 503 (iam-offline) until it is ready
+    cluster, cluster_read = live.wait_until_cluster_healthy(http, stack.endpoint("s3"), timeout=HEALTHY_TIMEOUT_SECONDS)
+    assert cluster.status == 200, mismatch("/minio/health/cluster through the proxy", 200, cluster)
+    assert cluster_read.status == 200, mismatch("/minio/health/cluster/read through the proxy", 200, cluster_read)
     layout = stack.layout
-    quorums = (cluster.headers.get("x-minio-write-quorum"), cluster_read.headers.get("x-minio-read-quorum"))
+    quorums = (cluster.write_quorum, cluster_read.read_quorum)
     assert quorums == (str(layout.write_quorum), str(layout.read_quorum)), mismatch(
         "quorums MinIO reports (write, read)", f"the exported layout's ({layout.write_quorum}, {layout.read_quorum})", quorums
     )

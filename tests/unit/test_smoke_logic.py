@@ -353,14 +353,27 @@ def test_failure_messages_say_expected_then_seen() -> None:
 
 
 class FakeContainer:
-    """Stand-in for a stack container: records stop and start, can be told to fail."""
+    """Stand-in for a stack container: records stop and start, can be told to fail or to take a while to run again."""
 
-    def __init__(self, name: str, journal: list[str], fail_stop: bool = False, fail_start: bool = False) -> None:
+    def __init__(
+        self, name: str, journal: list[str], fail_stop: bool = False, fail_start: bool = False, polls_until_running: int = 0
+    ) -> None:
         self.name = name
         self.journal = journal
         self.fail_stop = fail_stop
         self.fail_start = fail_start
+        self.polls_until_running = polls_until_running
+        self.polls: list[str] = []
+        """What the ledger said at each `is_running` poll (when a ledger is watched)."""
+        self.ledger: Path | None = None
         self.running = True
+
+    def is_running(self) -> bool:
+        self.polls.append(self.ledger.read_text() if self.ledger else "")
+        if self.polls_until_running > 0:
+            self.polls_until_running -= 1
+            return False
+        return self.running
 
     def stop(self) -> None:
         self.journal.append(f"stop {self.name}")
@@ -461,6 +474,98 @@ def test_ledger_is_empty_once_every_container_runs_again(journal: list[str], tmp
         outage.stop(FakeContainer("minio1", journal))
         assert ledger.read_text() == "minio1\n"
     assert ledger.read_text() == ""
+
+
+def test_ledger_keeps_a_container_until_it_reports_running_again(journal: list[str], tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    node = FakeContainer("minio1", journal, polls_until_running=2)
+    node.ledger = ledger
+    with NodeOutage(ledger, report=quiet, sleep=lambda seconds: None) as outage:
+        outage.stop(node)
+    assert node.polls == ["minio1\n", "minio1\n", "minio1\n"]  # listed at every poll, the last one included
+    assert ledger.read_text() == ""
+
+
+def test_a_container_that_never_runs_again_after_its_start_stays_on_the_ledger(journal: list[str], tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    node = FakeContainer("minio1", journal, polls_until_running=10**6)
+    with pytest.raises(RestartFailed) as error:
+        with NodeOutage(ledger, report=quiet, restart_timeout=1, poll_interval=0.25, sleep=lambda seconds: None) as outage:
+            outage.stop(node)
+    assert "minio1 after docker start: expected running again within 1s" in str(error.value)
+    assert "docker start minio1" in str(error.value)
+    assert ledger.read_text() == "minio1\n"
+
+
+# --- keeping credentials out of failure messages -----------------------------------------------
+
+ID_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJwb2xpY3kiOlsicmVhZHdyaXRlIl19.c2lnbmF0dXJlLW9mLXRoZS1rZXljbG9hay1rZXk"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret", "kept"),
+    [
+        (
+            f"https://s3.example.com/?Action=AssumeRoleWithWebIdentity&Version=2011-06-15&WebIdentityToken={ID_TOKEN} "
+            "failed with HTTP status code 400",
+            ID_TOKEN,
+            "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&WebIdentityToken=[redacted] failed with HTTP status code 400",
+        ),
+        (
+            "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=rootuser%2F20260101%2Fus-east-1%2Fs3%2Faws4_request"
+            "&X-Amz-Security-Token=c2Vzc2lvbg&X-Amz-Signature=9f2a6c0e1d",
+            "9f2a6c0e1d",
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=[redacted]&X-Amz-Security-Token=[redacted]&X-Amz-Signature=[redacted]",
+        ),
+        ("302 https://console/oauth_callback?state=s1&session_state=x&code=6d1c-secret-code", "6d1c-secret-code", "state=s1&session_state=x&code=[redacted]"),
+        ('{"access_token": "opaque-access", "token_type": "Bearer"}', "opaque-access", '{"access_token": "[redacted]", "token_type": "Bearer"}'),
+        (f"id_token={ID_TOKEN}&refresh_token=r3fr3sh", "r3fr3sh", "id_token=[redacted]&refresh_token=[redacted]"),
+        ("Authorization: AWS4-HMAC-SHA256 Credential=AK/x, SignedHeaders=host, Signature=ab12cd", "ab12cd", "SignedHeaders=host, Signature=[redacted]"),
+        (f"a bare token {ID_TOKEN} in a message", ID_TOKEN, "a bare token [redacted] in a message"),
+    ],
+)
+def test_redact_tokens_removes_credential_values_and_keeps_the_rest(text: str, secret: str, kept: str) -> None:
+    redacted = smoke.redact_tokens(text)
+    assert secret not in redacted and kept in redacted, redacted
+
+
+def test_failure_messages_and_timed_out_waits_never_show_a_token() -> None:
+    url = f"https://s3.example.com/?Action=AssumeRoleWithWebIdentity&WebIdentityToken={ID_TOKEN}"
+    assert ID_TOKEN not in smoke.mismatch("AssumeRoleWithWebIdentity", "temporary credentials", ValueError(f"{url} failed"))
+    clock = FakeClock()
+
+    def refused() -> int:
+        raise ValueError(f"{url} failed with HTTP status code 400")
+
+    with pytest.raises(WaitTimeout) as error:
+        wait_for(refused, bool, what="STS", expected="credentials", timeout=2, interval=1, clock=clock, sleep=clock.sleep)
+    assert ID_TOKEN not in str(error.value) and "status code 400" in str(error.value)
+
+
+# --- health of a node still starting ---------------------------------------------------------
+
+
+def test_curl_health_answer_reads_what_a_starting_node_says() -> None:
+    starting = "HTTP/1.1 503 Service Unavailable\r\nX-Minio-Server-Status: iam-offline\r\nContent-Length: 0\r\n\r\n"
+    assert smoke.curl_health_answer(starting) == smoke.HealthAnswer(503, server_status="iam-offline")
+    assert repr(smoke.curl_health_answer(starting)) == "503 (iam-offline)"
+    uninitialised = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n\r\n"
+        "<?xml version=\"1.0\"?><Error><Code>XMinioServerNotInitialized</Code><Message>Server not initialized</Message></Error>"
+    )
+    assert smoke.curl_health_answer(uninitialised).error_code == "XMinioServerNotInitialized"  # type: ignore[union-attr]
+    ready = smoke.curl_health_answer("HTTP/1.1 200 OK\r\nX-Minio-Write-Quorum: 5\r\n\r\n")
+    assert ready is not None and ready.healthy and ready.write_quorum == "5" and repr(ready) == "200"
+    assert smoke.curl_health_answer("") is None
+
+
+# --- the write expected refused without write quorum -----------------------------------------
+
+
+def test_refused_write_probe_stays_under_gos_post_handler_discard_limit() -> None:
+    # net/http server.go: `const maxPostHandlerReadBytes = 256 << 10`
+    assert smoke.GO_POST_HANDLER_DISCARD_BYTES == 256 * 1024
+    assert 0 < smoke.REFUSED_WRITE_BYTES < smoke.GO_POST_HANDLER_DISCARD_BYTES
 
 
 # --- reading service answers -----------------------------------------------------------------
