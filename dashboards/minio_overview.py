@@ -46,7 +46,7 @@ from grafana_foundation_sdk.models.dashboard import (  # noqa: E402
     ValueMappingResult,
 )
 
-from infra.monitoring import LOKI_DATASOURCE_UID, PROMETHEUS_DATASOURCE_UID, dashboard_json  # noqa: E402
+from infra.monitoring.dashboards import LOKI_DATASOURCE_UID, PROMETHEUS_DATASOURCE_UID, dashboard_json  # noqa: E402
 
 UID = "minio-overview"
 OUTPUT = Path(__file__).resolve().parent / "minio-overview.json"

@@ -11,19 +11,18 @@ It signs in to MinIO as the `backup-service` user (policy backup-service, create
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
 
 from infra.config import StackConfig
-from infra.container import Attachment, ContainerSpec, Healthcheck, Naming, service_container
+from infra.container import Attachment, ContainerSpec, Healthcheck
 from infra.identity import POSTGRES_DATABASE, POSTGRES_PORT, POSTGRES_USER
-from infra.networks import Segments
-from infra.rendering import RenderedFile, as_uploads
+from infra.rendering import RenderedFile
 from infra.secrets import SecretValues
 from infra.storage import API_PORT, node_name
+from infra.tier import Tier, TierArgs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "scripts/opscli/Dockerfile"
@@ -80,57 +79,57 @@ def backup_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFil
     return [RenderedFile("backup/ops.env", SETTINGS_FILE, content, secret=True)]
 
 
-class ScheduledBackup(pulumi.ComponentResource):
-    containers: dict[str, docker.Container]
+class ScheduledBackupArgs(TierArgs):
+    """The backup service needs nothing beyond the stack context; it starts after PostgreSQL and MinIO (`opts`)."""
 
-    def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        naming: Naming,
-        segments: Segments,
-        secrets: pulumi.Output[SecretValues],
-        depends_on: Sequence[pulumi.Resource] = (),
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("minio-platform:operations:ScheduledBackup", name, None, opts)
+
+class ScheduledBackup(Tier):
+    def __init__(self, name: str, args: ScheduledBackupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("minio-platform:operations:ScheduledBackup", name, args, opts)
+        config, naming, segments = self.config, self.stack.naming, self.stack.segments
         sources = image_sources_digest()
         image = docker.RemoteImage(
             "backup-image",
             # a local tag named after the sources: new code, new tag, new image
             name=f"{naming.of('backup')}:{sources[:16]}",
+            # The engine runs the program and the provider with the directory of `main` (infra/) as
+            # working directory (pulumi/pulumi pkg/engine/project.go `getPwdMain`), and the provider
+            # resolves the context with filepath.Abs: so the context is absolute. On the provider's
+            # default buildx path the Dockerfile is relative to the context and labels go in `label`
+            # (`labels` is read by the legacy builder only; terraform-provider-docker
+            # internal/provider/resource_docker_image_funcs.go, docker_buildx_build.go).
             build=docker.RemoteImageBuildArgs(
-                # relative to the project root, where Pulumi runs the program: state stays free of local paths
-                context=".",
+                context=str(PROJECT_ROOT),
                 dockerfile=DOCKERFILE,
                 build_args={"POSTGRES_IMAGE": config.identity.postgres_image},
-                labels=naming.labels("backup"),
+                label=naming.labels("backup"),
             ),
             triggers={"sources": sources, "postgresImage": config.identity.postgres_image},
             keep_locally=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
         postgres_host = segments.database.address("postgres")
-        spec = ContainerSpec(
-            service="backup",
-            name="backup",
-            image=image,
-            command=backup_command(config, postgres_host),
-            envs=[f"OPS_ENV_FILE={SETTINGS_FILE}"],
-            uploads=pulumi.Output.secret(secrets.apply(lambda plain: as_uploads(backup_files(config, plain)))),
-            networks=[
-                Attachment(segments.storage.network, aliases=["backup"], ipv4_address=segments.storage.address("backup")),
-                Attachment(segments.database.network, aliases=["backup"], ipv4_address=segments.database.address("backup")),
-            ],
-            healthcheck=Healthcheck(
-                [
-                    "CMD-SHELL",
-                    f'test $(( $(date +%s) - $(stat -c %Y {HEARTBEAT_FILE}) )) -lt {HEARTBEAT_MAX_AGE_SECONDS}',
+        container = self.container(
+            ContainerSpec(
+                service="backup",
+                name="backup",
+                image=image,
+                command=backup_command(config, postgres_host),
+                envs=[f"OPS_ENV_FILE={SETTINGS_FILE}"],
+                uploads=self.secret_uploads(backup_files),
+                networks=[
+                    Attachment(segments.storage.network, aliases=["backup"], ipv4_address=segments.storage.address("backup")),
+                    Attachment(segments.database.network, aliases=["backup"], ipv4_address=segments.database.address("backup")),
                 ],
-                interval="30s",
-                start_period="1m0s",
-            ),
-            memory_mb=config.backup.memory_mb,
+                healthcheck=Healthcheck(
+                    [
+                        "CMD-SHELL",
+                        f'test $(( $(date +%s) - $(stat -c %Y {HEARTBEAT_FILE}) )) -lt {HEARTBEAT_MAX_AGE_SECONDS}',
+                    ],
+                    interval="30s",
+                    start_period="1m0s",
+                ),
+                memory_mb=config.backup.memory_mb,
+            )
         )
-        self.containers = {"backup": service_container(spec, config, naming, self, depends_on)}
-        self.register_outputs({"backup": self.containers["backup"].name})
+        self.register_outputs({"backup": container.name})

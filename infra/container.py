@@ -140,6 +140,10 @@ def service_container(
         healthcheck=spec.healthcheck.args(),
         restart=runtime.restart,
         memory=spec.memory_mb,
+        # Unset, the daemon stores twice the memory (daemon/daemon_unix.go `adaptContainerSettings`)
+        # and the provider reads it back, so every later `up` would show an update. Equal to the
+        # memory limit means no swap: a storage node that swaps is slower than one that restarts.
+        memory_swap=spec.memory_mb,
         security_opts=["no-new-privileges:true"],
         log_driver="json-file",
         log_opts={"max-size": runtime.log_max_size, "max-file": str(runtime.log_max_files)},
@@ -153,5 +157,7 @@ def service_container(
             depends_on=list(depends_on),
             delete_before_replace=True,
             replace_on_changes=["healthcheck"],
+            # a host without swap accounting stores -1 whatever is asked (`verifyPlatformContainerResources`)
+            ignore_changes=["memorySwap"],
         ),
     )

@@ -19,14 +19,16 @@ import pulumi_tls as tls
 
 from infra.config import StackConfig
 from infra.config.edge import TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY
-from infra.container import Attachment, ContainerSpec, Healthcheck, Naming, pinned_image, service_container
+from infra.container import Attachment, ContainerSpec, Healthcheck
 from infra.identity import KEYCLOAK_HTTP_PORT
-from infra.monitoring import ALERTS_DIR, GRAFANA_PORT
-from infra.networks import Segments, host_address
+from infra.monitoring.dashboards import GRAFANA_PORT
+from infra.monitoring.metrics import ALERTS_DIR
+from infra.networks import host_address
 from infra.rendering import RenderedFile, as_uploads, render_template
 from infra.runbook import render_runbook_html
 from infra.secrets import SecretValues
 from infra.storage import API_PORT, CONSOLE_PORT
+from infra.tier import Tier, TierArgs
 
 NGINX_CONF_DIR = "/etc/nginx"
 TLS_CERTIFICATE_FILE = f"{NGINX_CONF_DIR}/tls/server.crt"
@@ -222,22 +224,18 @@ def _self_signed(config: StackConfig, parent: pulumi.Resource) -> pulumi.Output[
     return pulumi.Output.all(certificate.cert_pem, key.private_key_pem).apply(lambda pair: TlsMaterial(*pair))
 
 
-class EdgeProxy(pulumi.ComponentResource):
+class EdgeProxyArgs(TierArgs):
+    """The edge proxy needs nothing beyond the stack context."""
+
+
+class EdgeProxy(Tier):
     proxy: docker.Container
-    containers: dict[str, docker.Container]
     certificate: pulumi.Output[str | None]
     """The PEM certificate the proxy serves (None with TLS off): public, so clients can trust a self-signed one."""
 
-    def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        naming: Naming,
-        segments: Segments,
-        secrets: pulumi.Output[SecretValues],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("minio-platform:edge:EdgeProxy", name, None, opts)
+    def __init__(self, name: str, args: EdgeProxyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("minio-platform:edge:EdgeProxy", name, args, opts)
+        config, segments = self.config, self.stack.segments
         edge = config.edge
         mode = edge.tls_mode(config.environment)
         material: pulumi.Output[TlsMaterial | None]
@@ -252,25 +250,27 @@ class EdgeProxy(pulumi.ComponentResource):
         else:
             material = pulumi.Output.from_input(None)
 
-        files = pulumi.Output.all(secrets, material).apply(lambda pair: as_uploads(edge_files(config, pair[0], pair[1])))
+        files = pulumi.Output.all(self.stack.secrets, material).apply(
+            lambda pair: as_uploads(edge_files(config, pair[0], pair[1]))
+        )
         uploads: pulumi.Output[list[docker.ContainerUploadArgs]] = pulumi.Output.secret(files)
         http_port = edge.http_port
-        spec = ContainerSpec(
-            service="nginx",
-            name="edge-proxy",
-            image=pinned_image("nginx-image", edge.image, self),
-            uploads=uploads,
-            ports=published_ports(config),
-            networks=[
-                Attachment(segments.edge.network, ipv4_address=segments.edge.address("edge-proxy")),
-                Attachment(segments.storage.network, ipv4_address=segments.storage.address("edge-proxy")),
-                Attachment(segments.monitoring.network, ipv4_address=segments.monitoring.address("edge-proxy")),
-            ],
-            # busybox wget is part of the alpine image; /healthz answers on the plain HTTP listener
-            healthcheck=Healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{http_port}/healthz"]),
-            memory_mb=edge.memory_mb,
+        self.proxy = self.container(
+            ContainerSpec(
+                service="nginx",
+                name="edge-proxy",
+                image=self.image("nginx-image", edge.image),
+                uploads=uploads,
+                ports=published_ports(config),
+                networks=[
+                    Attachment(segments.edge.network, ipv4_address=segments.edge.address("edge-proxy")),
+                    Attachment(segments.storage.network, ipv4_address=segments.storage.address("edge-proxy")),
+                    Attachment(segments.monitoring.network, ipv4_address=segments.monitoring.address("edge-proxy")),
+                ],
+                # busybox wget is part of the alpine image; /healthz answers on the plain HTTP listener
+                healthcheck=Healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{http_port}/healthz"]),
+                memory_mb=edge.memory_mb,
+            )
         )
-        self.proxy = service_container(spec, config, naming, self)
-        self.containers = {"edge-proxy": self.proxy}
         self.certificate = pulumi.Output.unsecret(material.apply(lambda pair: pair.certificate if pair else None))
         self.register_outputs({"proxy": self.proxy.name})

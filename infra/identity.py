@@ -8,7 +8,6 @@ is imported from a rendered file on Keycloak's first start.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +15,10 @@ import pulumi
 import pulumi_docker as docker
 
 from infra.config import StackConfig
-from infra.container import Attachment, ContainerSpec, Healthcheck, Naming, data_volume, pinned_image, service_container
-from infra.networks import Segments
-from infra.rendering import RenderedFile, as_uploads, render_template
+from infra.container import Attachment, ContainerSpec, Healthcheck
+from infra.rendering import RenderedFile, render_template
 from infra.secrets import SecretValues
+from infra.tier import Tier, TierArgs
 
 KEYCLOAK_HTTP_PORT = 8080
 KEYCLOAK_MANAGEMENT_PORT = 9000
@@ -310,70 +309,64 @@ def keycloak_command(config: StackConfig) -> list[str]:
     return ["start" if config.is_prod else "start-dev", "--import-realm"]
 
 
-class Identity(pulumi.ComponentResource):
+class IdentityArgs(TierArgs):
+    """The identity tier needs nothing beyond the stack context."""
+
+
+class Identity(Tier):
     keycloak: docker.Container
     postgres: docker.Container
-    containers: dict[str, docker.Container]
-    volumes: list[docker.Volume]
 
-    def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        naming: Naming,
-        segments: Segments,
-        secrets: pulumi.Output[SecretValues],
-        depends_on: Sequence[pulumi.Resource] = (),
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("minio-platform:identity:Identity", name, None, opts)
-        settings = config.identity
+    def __init__(self, name: str, args: IdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("minio-platform:identity:Identity", name, args, opts)
+        segments = self.stack.segments
+        settings = self.config.identity
         # Keycloak's users and sessions outlive every update; on prod (or when asked) a destroy too
-        self.database_volume = data_volume("postgres-data", "postgres", config, naming, self)
-        self.volumes = [self.database_volume]
+        self.database_volume = self.volume("postgres-data", "postgres")
 
-        postgres_spec = ContainerSpec(
-            service="postgres",
-            name="postgres",
-            image=pinned_image("postgres-image", settings.postgres_image, self),
-            envs=[
-                f"POSTGRES_DB={POSTGRES_DATABASE}",
-                f"POSTGRES_USER={POSTGRES_USER}",
-                f"POSTGRES_PASSWORD_FILE={POSTGRES_PASSWORD_FILE}",
-            ],
-            uploads=pulumi.Output.secret(secrets.apply(lambda plain: as_uploads(postgres_files(config, plain)))),
-            volumes=[docker.ContainerVolumeArgs(volume_name=self.database_volume.name, container_path=POSTGRES_DATA)],
-            networks=[
-                Attachment(
-                    segments.database.network, aliases=["postgres"], ipv4_address=segments.database.address("postgres")
-                )
-            ],
-            # over TCP: during first-start initialisation the server listens on its socket only
-            healthcheck=Healthcheck(
-                ["CMD", "pg_isready", "-h", "127.0.0.1", "-p", str(POSTGRES_PORT), "-U", POSTGRES_USER, "-d", POSTGRES_DATABASE]
+        self.postgres = self.container(
+            ContainerSpec(
+                service="postgres",
+                name="postgres",
+                image=self.image("postgres-image", settings.postgres_image),
+                envs=[
+                    f"POSTGRES_DB={POSTGRES_DATABASE}",
+                    f"POSTGRES_USER={POSTGRES_USER}",
+                    f"POSTGRES_PASSWORD_FILE={POSTGRES_PASSWORD_FILE}",
+                ],
+                uploads=self.secret_uploads(postgres_files),
+                volumes=[docker.ContainerVolumeArgs(volume_name=self.database_volume.name, container_path=POSTGRES_DATA)],
+                networks=[
+                    Attachment(
+                        segments.database.network, aliases=["postgres"], ipv4_address=segments.database.address("postgres")
+                    )
+                ],
+                # over TCP: during first-start initialisation the server listens on its socket only
+                healthcheck=Healthcheck(
+                    ["CMD", "pg_isready", "-h", "127.0.0.1", "-p", str(POSTGRES_PORT), "-U", POSTGRES_USER, "-d", POSTGRES_DATABASE]
+                ),
+                memory_mb=settings.postgres_memory_mb,
+                stop_grace_seconds=60,
+            )
+        )
+        self.keycloak = self.container(
+            ContainerSpec(
+                service="keycloak",
+                name="keycloak",
+                image=self.image("keycloak-image", settings.keycloak_image),
+                command=keycloak_command(self.config),
+                uploads=self.secret_uploads(keycloak_files),
+                networks=[
+                    Attachment(
+                        segments.storage.network, aliases=["keycloak"], ipv4_address=segments.storage.address("keycloak")
+                    ),
+                    Attachment(
+                        segments.database.network, aliases=["keycloak"], ipv4_address=segments.database.address("keycloak")
+                    ),
+                ],
+                healthcheck=Healthcheck(["CMD", "bash", "-c", KEYCLOAK_READY_CHECK], start_period="2m0s", retries=10),
+                memory_mb=settings.keycloak_memory_mb,
             ),
-            memory_mb=settings.postgres_memory_mb,
-            stop_grace_seconds=60,
+            depends_on=[self.postgres],
         )
-        self.postgres = service_container(postgres_spec, config, naming, self, depends_on)
-
-        keycloak_spec = ContainerSpec(
-            service="keycloak",
-            name="keycloak",
-            image=pinned_image("keycloak-image", settings.keycloak_image, self),
-            command=keycloak_command(config),
-            uploads=pulumi.Output.secret(secrets.apply(lambda plain: as_uploads(keycloak_files(config, plain)))),
-            networks=[
-                Attachment(
-                    segments.storage.network, aliases=["keycloak"], ipv4_address=segments.storage.address("keycloak")
-                ),
-                Attachment(
-                    segments.database.network, aliases=["keycloak"], ipv4_address=segments.database.address("keycloak")
-                ),
-            ],
-            healthcheck=Healthcheck(["CMD", "bash", "-c", KEYCLOAK_READY_CHECK], start_period="2m0s", retries=10),
-            memory_mb=settings.keycloak_memory_mb,
-        )
-        self.keycloak = service_container(keycloak_spec, config, naming, self, [self.postgres, *depends_on])
-        self.containers = {"postgres": self.postgres, "keycloak": self.keycloak}
         self.register_outputs({"keycloak": self.keycloak.name, "postgres": self.postgres.name})

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-# Pulumi runs this file by path; make the project importable without installing it
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pulumi
+import pulumi_docker as docker
 
-import pulumi  # noqa: E402
-import pulumi_docker as docker  # noqa: E402
-
-from infra.backups import ScheduledBackup  # noqa: E402
-from infra.config import ConfigError, StackConfig, split_config  # noqa: E402
-from infra.container import Naming  # noqa: E402
-from infra.edge import EdgeProxy  # noqa: E402
-from infra.identity import KEYCLOAK_ADMIN_USERNAME, Identity  # noqa: E402
-from infra.monitoring import ALERTMANAGER_PORT, LOKI_PORT, PROMETHEUS_PORT, Monitoring  # noqa: E402
-from infra.networks import Segments  # noqa: E402
-from infra.runbook import runbook_url  # noqa: E402
-from infra.secrets import SECRET_CONFIG_KEYS, PlatformSecrets  # noqa: E402
-from infra.storage import API_PORT, MinioCluster  # noqa: E402
+from infra.backups import ScheduledBackup, ScheduledBackupArgs
+from infra.config import ConfigError, StackConfig, split_config
+from infra.container import Naming
+from infra.edge import EdgeProxy, EdgeProxyArgs
+from infra.identity import KEYCLOAK_ADMIN_USERNAME, Identity, IdentityArgs
+from infra.monitoring import Monitoring, MonitoringArgs
+from infra.monitoring.logs import LOKI_PORT
+from infra.monitoring.metrics import ALERTMANAGER_PORT, PROMETHEUS_PORT
+from infra.networks import Segments
+from infra.runbook import runbook_url
+from infra.secrets import SECRET_CONFIG_KEYS, PlatformSecrets
+from infra.storage import API_PORT, MinioCluster, MinioClusterArgs
+from infra.tier import StackContext, Tier
 
 
 def load_config() -> tuple[StackConfig, set[str]]:
@@ -62,23 +60,19 @@ def main() -> dict[str, Any]:
 
     naming = Naming(config.name)
     secrets = PlatformSecrets("secrets", supplied)
-    segments = Segments("segments", config, naming)
-    identity = Identity("identity", config, naming, segments, secrets.values)
+    stack = StackContext(config, naming, Segments("segments", config, naming), secrets.values)
+    identity = Identity("identity", IdentityArgs(stack))
     # MinIO's IAM waits for the OIDC discovery document: start it once Keycloak is healthy
-    storage = MinioCluster("storage", config, naming, segments, secrets.values, depends_on=[identity.keycloak])
-    edge = EdgeProxy("edge", config, naming, segments, secrets.values)
-    monitoring = Monitoring("monitoring", config, naming, segments, secrets.values)
+    storage = MinioCluster("storage", MinioClusterArgs(stack), pulumi.ResourceOptions(depends_on=[identity.keycloak]))
+    edge = EdgeProxy("edge", EdgeProxyArgs(stack))
+    monitoring = Monitoring("monitoring", MonitoringArgs(stack))
+    tiers: list[Tier] = [storage, identity, edge, monitoring]
+    if config.backup.enabled:
+        # dumps Keycloak's database into the catalogue's backup bucket on the stack's schedule
+        waits_for = [identity.postgres, *storage.containers.values()]
+        tiers.append(ScheduledBackup("backup", ScheduledBackupArgs(stack), pulumi.ResourceOptions(depends_on=waits_for)))
     urls = config.edge.public_urls(config.environment)
-    # dumps Keycloak's database into the catalogue's backup bucket on the stack's schedule
-    backups = (
-        ScheduledBackup("backup", config, naming, segments, secrets.values, depends_on=[identity.postgres, *storage.containers.values()])
-        if config.backup.enabled
-        else None
-    )
 
-    tiers: list[MinioCluster | Identity | EdgeProxy | Monitoring | ScheduledBackup] = [storage, identity, edge, monitoring]
-    if backups is not None:
-        tiers.append(backups)
     layout = config.storage.layout()
     outputs: dict[str, Any] = {
         "environment": config.environment,
@@ -87,8 +81,8 @@ def main() -> dict[str, Any]:
         "containers": describe_containers(
             {name: container for tier in tiers for name, container in tier.containers.items()}
         ),
-        "volumes": [volume.name for volume in [*storage.volumes, *identity.volumes, *monitoring.volumes]],
-        "networks": {segment: s.network.name for segment, s in segments.by_name.items()},
+        "volumes": [volume.name for tier in tiers for volume in tier.volumes],
+        "networks": {segment: s.network.name for segment, s in stack.segments.by_name.items()},
         "endpoints": {
             "s3": urls.s3,
             "web": urls.web,

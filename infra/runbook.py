@@ -18,7 +18,7 @@ RUNBOOK_PATH = "/runbook/"
 """Where the edge proxy serves the page, under the stack's web URL."""
 
 # the dev stack's runbook, as alerts/*.rules.yml spell it; rendering puts each stack's own in its place
-COMMITTED_RUNBOOK_URL = "https://localhost/runbook/"
+COMMITTED_RUNBOOK_URL = "https://localhost:20443/runbook/"
 
 _HEADING = re.compile(r"^(#{1,3})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*```")

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pulumi
 import pulumi_docker as docker
 
 from infra.config import StackConfig
-from infra.container import (
-    Attachment,
-    ContainerSpec,
-    Healthcheck,
-    Naming,
-    data_volume,
-    pinned_image,
-    service_container,
-)
+from infra.container import Attachment, ContainerSpec, Healthcheck
 from infra.identity import minio_openid
-from infra.networks import Segments
-from infra.rendering import RenderedFile, as_uploads, render_template
+from infra.rendering import RenderedFile, render_template
 from infra.secrets import SecretValues
 from infra.services import audit_sink
+from infra.tier import Tier, TierArgs
 
 API_PORT = 9000
 CONSOLE_PORT = 9001
@@ -67,52 +57,46 @@ def minio_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile
     return [RenderedFile("minio/config.env", CONFIG_ENV_FILE, content, secret=True)]
 
 
-class MinioCluster(pulumi.ComponentResource):
-    containers: dict[str, docker.Container]
-    """By node name: minio1, minio2, ..."""
-    volumes: list[docker.Volume]
+class MinioClusterArgs(TierArgs):
+    """The storage tier needs nothing beyond the stack context; it starts after what `opts` names."""
 
-    def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        naming: Naming,
-        segments: Segments,
-        secrets: pulumi.Output[SecretValues],
-        depends_on: Sequence[pulumi.Resource] = (),
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("minio-platform:storage:MinioCluster", name, None, opts)
+
+class MinioCluster(Tier):
+    """N MinIO nodes of D drives each, by node name: minio1, minio2, ..."""
+
+    def __init__(self, name: str, args: MinioClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("minio-platform:storage:MinioCluster", name, args, opts)
+        config, segments = self.config, self.stack.segments
         storage = config.storage
-        image = pinned_image("minio-image", storage.image, self)
-        uploads = secrets.apply(lambda plain: as_uploads(minio_files(config, plain)))
+        image = self.image("minio-image", storage.image)
+        uploads = self.secret_uploads(minio_files)
         command = server_command(storage.nodes, storage.drives_per_node)
         # data outlives every update; on prod (or when asked) it also outlives a destroy
-        self.containers, self.volumes = {}, []
         for index in range(1, storage.nodes + 1):
             node = node_name(index)
-            drives = []
-            for drive in range(1, storage.drives_per_node + 1):
-                volume = data_volume(f"{node}-data{drive}", "minio", config, naming, self, node=node, drive=str(drive))
-                self.volumes.append(volume)
-                drives.append(
-                    docker.ContainerVolumeArgs(volume_name=volume.name, container_path=f"{DATA_ROOT}{drive}")
+            drives = [
+                docker.ContainerVolumeArgs(
+                    volume_name=self.volume(f"{node}-data{drive}", "minio", node=node, drive=str(drive)).name,
+                    container_path=f"{DATA_ROOT}{drive}",
                 )
-            spec = ContainerSpec(
-                service="minio",
-                name=node,
-                image=image,
-                command=command,
-                envs=[f"MINIO_CONFIG_ENV_FILE={CONFIG_ENV_FILE}"],
-                uploads=uploads,
-                volumes=drives,
-                networks=[
-                    Attachment(segments.storage.network, aliases=[node], ipv4_address=segments.storage.address("minio", index))
-                ],
-                # liveness only: `mc ready` waits for write quorum and would mark every survivor unhealthy
-                healthcheck=Healthcheck(["CMD", "curl", "-fsS", f"http://localhost:{API_PORT}/minio/health/live"]),
-                memory_mb=storage.memory_mb,
-                labels={"node": node},
+                for drive in range(1, storage.drives_per_node + 1)
+            ]
+            self.container(
+                ContainerSpec(
+                    service="minio",
+                    name=node,
+                    image=image,
+                    command=command,
+                    envs=[f"MINIO_CONFIG_ENV_FILE={CONFIG_ENV_FILE}"],
+                    uploads=uploads,
+                    volumes=drives,
+                    networks=[
+                        Attachment(segments.storage.network, aliases=[node], ipv4_address=segments.storage.address("minio", index))
+                    ],
+                    # liveness only: `mc ready` waits for write quorum and would mark every survivor unhealthy
+                    healthcheck=Healthcheck(["CMD", "curl", "-fsS", f"http://localhost:{API_PORT}/minio/health/live"]),
+                    memory_mb=storage.memory_mb,
+                    labels={"node": node},
+                )
             )
-            self.containers[node] = service_container(spec, config, naming, self, depends_on)
         self.register_outputs({"nodes": [container.name for container in self.containers.values()]})

@@ -61,8 +61,9 @@ def _ipv4_subnet(value: str) -> str:
         network = ipaddress.IPv4Network(value, strict=True)
     except ValueError as error:
         raise ValueError(f"{value!r} is not an IPv4 subnet in CIDR form like '172.30.0.0/24' ({error})") from None
-    if network.prefixlen > 26:
-        raise ValueError(f"{value!r} is too small: use a /26 or larger so every service gets a fixed address")
+    if network.prefixlen > 25:
+        # 64 fixed addresses, then 64 for Docker to hand out (infra/networks.py)
+        raise ValueError(f"{value!r} is too small: use a /25 or larger (64 fixed addresses, then Docker's dynamic range)")
     return value
 
 

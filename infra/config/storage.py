@@ -14,7 +14,9 @@ DEFAULT_MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
 
 
 class StorageSettings(Settings):
-    nodes: int = Field(4, ge=2, description="MinIO node containers (distributed mode needs 2 or more)")
+    nodes: int = Field(
+        4, ge=2, le=32, description="MinIO node containers (distributed mode needs 2 or more; 32 fixed addresses)"
+    )
     drives_per_node: int = Field(2, ge=1, description="volumes (drives) per node")
     parity: int | None = Field(None, description="storage-class parity EC:N; MinIO's default for the set size when unset")
     image: ImageRef = DEFAULT_MINIO_IMAGE

@@ -1,11 +1,21 @@
 # Shared by scripts/deploy, scripts/test and scripts/smoke: the project's virtual environment,
 # installed from a hash-locked requirements file and reinstalled only when that file changes.
 # usage: ensure_venv <lock file>
+
+# sha256 of a file; stock macOS has shasum but no sha256sum
+file_sha256() {
+  if command -v sha256sum >/dev/null 2>&1; then
+    sha256sum "$1" | cut -d' ' -f1
+  else
+    shasum -a 256 "$1" | cut -d' ' -f1
+  fi
+}
+
 ensure_venv() {
   local lock="$1" venv="${VENV:-.venv}"
   local stamp="$venv/.installed-$(basename "$lock")"
   local want
-  want=$(sha256sum "$lock" | cut -d' ' -f1)
+  want=$(file_sha256 "$lock")
   if [ ! -x "$venv/bin/python" ]; then
     echo "==> creating virtual environment $venv"
     if ! python3 -m venv "$venv" 2>/dev/null; then

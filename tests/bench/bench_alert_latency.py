@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from infra.config.monitoring import duration_seconds
-from infra.monitoring import ALERTS_DIR
+from infra.monitoring.metrics import ALERTS_DIR
 from tests.lab.alert_lab import AlertLab, LabTiming, alert_lab, wait_for
 
 ALERT = "MinIONodeDown"

@@ -10,7 +10,7 @@ import yaml
 
 from infra.__main__ import load_stack
 from infra.config.monitoring import DEFAULT_WEBHOOK_URL
-from infra.monitoring import WEBHOOK_TOKEN_FILE, alertmanager_files
+from infra.monitoring.metrics import WEBHOOK_TOKEN_FILE, alertmanager_files
 from infra.secrets import SecretValues
 from tests.conftest import require_tool
 from tests.config.monitoring_render import STACKS, render

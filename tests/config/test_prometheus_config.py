@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from infra.__main__ import load_stack
-from infra.monitoring import ALERTS_DIR, METRICS_TOKEN_EXPIRES, MONITORING_JOBS, alert_rule_files
+from infra.monitoring.metrics import ALERTS_DIR, METRICS_TOKEN_EXPIRES, MONITORING_JOBS, alert_rule_files
 from infra.runbook import COMMITTED_RUNBOOK_URL, runbook_url
 from infra.secrets import SecretValues
 from tests.conftest import require_tool
@@ -163,7 +163,7 @@ def test_the_metrics_token_is_minio_s_hs512_jwt_and_deterministic(rendered: Path
 
 
 def test_intervals_and_stack_label_come_from_the_stack(tmp_path: Path) -> None:
-    from infra.monitoring import ScrapeAddresses, prometheus_yml
+    from infra.monitoring.metrics import ScrapeAddresses, prometheus_yml
 
     config = load_stack("staging", None)
     tuned = config.model_copy(

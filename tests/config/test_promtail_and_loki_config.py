@@ -14,7 +14,7 @@ import yaml
 
 from infra.__main__ import load_stack
 from infra.container import SERVICE_LABEL, STACK_LABEL
-from infra.monitoring import loki_yml
+from infra.monitoring.logs import loki_yml
 from tests.config.monitoring_render import STACKS, render
 
 LOW_CARDINALITY_LABELS = {"container", "service", "stack", "stream"}

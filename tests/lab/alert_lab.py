@@ -29,7 +29,7 @@ import jwt.warnings
 
 from infra.__main__ import load_stack
 from infra.config import StackConfig
-from infra.monitoring import ScrapeAddresses, alert_rule_files, alertmanager_yml, minio_metrics_token, prometheus_yml
+from infra.monitoring.metrics import ScrapeAddresses, alert_rule_files, alertmanager_yml, minio_metrics_token, prometheus_yml
 from tests.conftest import require_tool
 from tests.lab.ops_servers import free_port
 

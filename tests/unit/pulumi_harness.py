@@ -1,59 +1,38 @@
 """Runs the Pulumi program of a stack in-process under Pulumi's mocks and records every registration.
 
-The recording monitor keeps what the program asked the engine for, including resource options
-(protect, delete-before-replace, replace-on-changes) and which input paths were sent as secrets,
-which the plain mocks API does not show.
+The recording monitor and the mocks live in infra/inventory.py, which lists a stack's containers,
+ports and volumes from the very same run; this module adds what tests need on top: config
+overrides, operator inputs, and lookups by name and type.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pulumi
-from google.protobuf import json_format, struct_pb2
-from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.settings import SETTINGS
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+import yaml
 
-from infra import program
 from infra.config import PROJECT, read_stack_file
-from infra.config.edge import TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY
+from infra.inventory import (
+    NETWORK,
+    PlatformMocks,
+    RecordingMonitor,
+    Registration,
+    config_text,
+    engine_working_directory,
+    run_program,
+    throwaway_tls_secrets,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
+__all__ = ["Deployment", "Registration", "deploy", "engine_working_directory", "last_monitor", "operator_tls_secrets"]
 
-@dataclass
-class Registration:
-    type: str
-    name: str
-    inputs: dict[str, Any]
-    secret_paths: set[str]
-    protect: bool
-    retain_on_delete: bool
-    delete_before_replace: bool
-    replace_on_changes: list[str]
-    dependencies: list[str]
-    parent: str
-
-    def uploads(self) -> dict[str, str]:
-        """Files the container receives, by path; a secret Output is recorded inside Pulumi's secret envelope."""
-        delivered = self.inputs.get("uploads") or []
-        if isinstance(delivered, dict) and delivered.get(SECRET_SIG_KEY) == SECRET_SIG:
-            delivered = delivered["value"]
-        return {item["file"]: item["content"] for item in delivered}
-
-    @property
-    def urn_suffix(self) -> str:
-        return f"{self.type}::{self.name}"
+# a throwaway tlsCertificate/tlsPrivateKey pair, as an operator must set them on prod
+operator_tls_secrets = throwaway_tls_secrets
 
 
 @dataclass
@@ -70,85 +49,18 @@ class Deployment:
         assert len(matches) == 1, f"expected one resource named {name!r}, found {len(matches)}"
         return matches[0]
 
+    def subnet(self, segment: str) -> str:
+        """The subnet the program gave the stack's `segment` network ('storage', 'edge', ...)."""
+        network = self.named(f"{segment}-net", NETWORK)
+        return str(network.inputs["ipamConfigs"][0]["subnet"])
+
+    def subnet(self, segment: str) -> str:
+        """The subnet the program gave the stack's `segment` network ('storage', 'edge', ...)."""
+        network = self.named(f"{segment}-net", "docker:index/network:Network")
+        return str(network.inputs["ipamConfigs"][0]["subnet"])
+
     def urn_of(self, registration: Registration) -> str:
-        return next(urn for urn in _URNS if urn.endswith(f"::{registration.name}") and registration.type in urn)
-
-
-_URNS: list[str] = []
-
-
-def _secret_paths(value: Any, path: str = "") -> set[str]:
-    if isinstance(value, dict):
-        if value.get(SECRET_SIG_KEY) == SECRET_SIG:
-            return {path}
-        return set().union(*(_secret_paths(v, f"{path}.{k}" if path else k) for k, v in value.items())) if value else set()
-    if isinstance(value, list):
-        return set().union(*(_secret_paths(v, f"{path}[{i}]") for i, v in enumerate(value))) if value else set()
-    return set()
-
-
-class RecordingMonitor(MockMonitor):
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
-        super().__init__(mocks)
-        self.registrations: list[Registration] = []
-
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            raw = json_format.MessageToDict(request.object) if isinstance(request.object, struct_pb2.Struct) else {}
-            self.registrations.append(
-                Registration(
-                    type=request.type,
-                    name=request.name,
-                    inputs=self.resources[response.urn].state if response.urn in self.resources else {},
-                    secret_paths=_secret_paths(raw),
-                    protect=bool(request.protect),
-                    retain_on_delete=bool(request.retainOnDelete),
-                    delete_before_replace=bool(request.deleteBeforeReplace),
-                    replace_on_changes=list(request.replaceOnChanges),
-                    dependencies=list(request.dependencies),
-                    parent=request.parent,
-                )
-            )
-            _URNS.append(response.urn)
-        return response
-
-
-class PlatformMocks(pulumi.runtime.Mocks):
-    """Computed outputs the program reads; everything else echoes the inputs."""
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        state = dict(args.inputs)
-        digest = hashlib.sha256(f"{args.typ}/{args.name}".encode()).hexdigest()
-        if args.typ == "random:index/randomPassword:RandomPassword":
-            state["result"] = f"generated{digest[:int(args.inputs.get('length', 16)) - 9]}"
-        elif args.typ == "random:index/randomBytes:RandomBytes":
-            state["base64"] = "R0VORVJBVEVELUtFWS1GT1ItVEVTVFMtMDEyMzQ1Njc="
-            state["hex"] = digest[:64]
-        elif args.typ == "docker:index/remoteImage:RemoteImage":
-            state["imageId"] = f"sha256:{digest}"
-            state["repoDigest"] = f"{args.inputs['name'].split(':')[0]}@sha256:{digest}"
-        elif args.typ == "tls:index/privateKey:PrivateKey":
-            state["privateKeyPem"] = f"-----BEGIN PRIVATE KEY-----\n{digest}\n-----END PRIVATE KEY-----\n"
-            state["publicKeyPem"] = f"-----BEGIN PUBLIC KEY-----\n{digest}\n-----END PUBLIC KEY-----\n"
-        elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
-            state["certPem"] = f"-----BEGIN CERTIFICATE-----\n{digest}\n-----END CERTIFICATE-----\n"
-        return f"{args.name}-id", state
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-
-def _config_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-@functools.cache
-def operator_tls_secrets() -> dict[str, str]:
-    from infra.edge import throwaway_certificate
-
-    material = throwaway_certificate("localhost")
-    return {TLS_CERTIFICATE_KEY: material.certificate, TLS_PRIVATE_KEY_KEY: material.key}
+        return registration.urn
 
 
 def deploy(
@@ -166,7 +78,7 @@ def deploy(
     Raises what the program raises; `last_monitor.registrations` then shows what was created.
     """
     values, _ = read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
-    config = {key: _config_text(value) for key, value in values.items()}
+    config = {key: config_text(value) for key, value in values.items()}
     secrets = {**(operator_tls_secrets() if operator_tls else {}), **(secrets or {})}
     if operator_tls:
         # prod also wants its public host name set explicitly
@@ -174,28 +86,22 @@ def deploy(
         edge = overrides.get("edge", values.get(f"{PROJECT}:edge") or {})
         overrides["edge"] = {"publicHost": "localhost", **edge}
     for key, value in {**(overrides or {}), **(plain or {}), **secrets}.items():
-        config[f"{PROJECT}:{key}"] = _config_text(value)
-    mocks = PlatformMocks()
-    monitor = RecordingMonitor(mocks)
+        config[f"{PROJECT}:{key}"] = config_text(value)
+    monitor = RecordingMonitor(PlatformMocks())
     global last_monitor
     last_monitor = monitor
-    _URNS.clear()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(config, secret_keys=[f"{PROJECT}:{key}" for key in secrets])
-    SETTINGS.rpc_manager.clear()
-    SETTINGS.outputs.clear()
+    # as the engine runs it: with the directory of `main` as working directory (pulumi/pulumi
+    # pkg/engine/project.go `getPwdMain`), where provider plugins resolve relative paths too
+    with contextlib.chdir(engine_working_directory()):
+        run = run_program(stack, config, [f"{PROJECT}:{key}" for key in secrets], monitor)
+    return Deployment(run.registrations, run.outputs, run.secret_outputs)
 
-    deployment = Deployment(monitor.registrations)
 
-    async def resolve(outputs: dict[str, Any]) -> None:
-        for key, value in outputs.items():
-            output = pulumi.Output.from_input(value)
-            deployment.outputs[key] = await output.future()
-            if await output.is_secret():
-                deployment.secret_outputs.add(key)
-
-    _sync_await(run_pulumi_func(lambda: _sync_await(resolve(program.main()))))
-    return deployment
+def engine_working_directory() -> Path:
+    """The directory of Pulumi.yaml's `main`, where the engine starts the program and its providers."""
+    main = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["main"]
+    path = ROOT / main
+    return path if path.is_dir() else path.parent
 
 
 last_monitor: RecordingMonitor | None = None

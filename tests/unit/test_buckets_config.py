@@ -152,7 +152,7 @@ def test_backup_service_runs_the_same_backup_command_on_storage_and_database_net
     assert command[0] == "backup-schedule"
     assert command[command.index("--schedule") + 1] == "30 2 * * *"
     assert command[command.index("--bucket") + 1] == "backups-postgresql"
-    assert command[command.index("--pg-host") + 1] == "172.23.0.9", "the fixed address of postgres on database-net"
+    assert command[command.index("--pg-host") + 1] == "172.23.20.9", "the fixed address of postgres on dev's database-net"
     assert dev.outputs["containers"]["backup"]["networks"] == ["minio-dev-database-net", "minio-dev-storage-net"]
     assert any(dep.endswith("::postgres") for dep in container.dependencies)
 
@@ -173,7 +173,7 @@ def test_backup_service_credentials_reach_it_only_in_a_secret_settings_file(dev:
 def test_backup_image_is_built_at_deploy_on_the_stacks_own_postgres_image(dev: Any) -> None:
     image = dev.named("backup-image", REMOTE_IMAGE)
     build = image.inputs["build"]
-    assert build["dockerfile"] == "scripts/opscli/Dockerfile" and build["context"] == "."
+    assert build["dockerfile"] == "scripts/opscli/Dockerfile" and build["context"] == str(ROOT)
     assert build["buildArgs"] == {"POSTGRES_IMAGE": shipped("dev").identity.postgres_image}
     assert image.inputs["triggers"]["sources"] == image_sources_digest()
     assert image.inputs["name"].endswith(f":{image_sources_digest()[:16]}")

@@ -35,8 +35,15 @@ def test_only_the_edge_proxy_publishes_ports(deployment: Deployment) -> None:
     assert publishing == ["edge-proxy"]
 
 
+# the shipped stacks share one host: prod keeps the standard ports, staging and dev add 10000 and 20000
+PORT_OFFSETS = {"prod": 0, "staging": 10000, "dev": 20000}
+
+
 def test_with_tls_on_the_proxy_publishes_s3_tls_http_and_https_on_the_bind_address(deployment: Deployment) -> None:
-    assert published(proxy(deployment)) == {("0.0.0.0", 9443, 9443), ("0.0.0.0", 80, 80), ("0.0.0.0", 443, 443)}
+    offset = PORT_OFFSETS[deployment.outputs["environment"]]
+    assert published(proxy(deployment)) == {
+        ("0.0.0.0", 9443 + offset, 9443 + offset), ("0.0.0.0", 80 + offset, 80 + offset), ("0.0.0.0", 443 + offset, 443 + offset)
+    }
 
 
 def test_with_tls_off_the_proxy_publishes_plain_s3_and_http_only() -> None:
@@ -51,9 +58,9 @@ def test_proxy_joins_edge_storage_and_monitoring_at_fixed_addresses(deployment: 
     prefix = deployment.outputs["name"]
     attached = {n["name"]: n.get("ipv4Address") for n in proxy(deployment).inputs["networksAdvanced"]}
     assert attached == {
-        f"{prefix}-edge-net": host_address("172.24.0.0/24", "edge-proxy"),
-        f"{prefix}-storage-net": host_address("172.40.0.0/24", "edge-proxy"),
-        f"{prefix}-monitoring-net": host_address("172.31.0.0/24", "edge-proxy"),
+        f"{prefix}-edge-net": host_address(deployment.subnet("edge"), "edge-proxy"),
+        f"{prefix}-storage-net": host_address(deployment.subnet("storage"), "edge-proxy"),
+        f"{prefix}-monitoring-net": host_address(deployment.subnet("monitoring"), "edge-proxy"),
     }
 
 
@@ -108,9 +115,11 @@ def test_a_private_key_given_in_plain_text_is_rejected() -> None:
 
 def test_endpoints_name_the_public_urls_of_every_service(deployment: Deployment) -> None:
     endpoints = deployment.outputs["endpoints"]
-    assert endpoints["s3"] == "https://localhost:9443"
-    assert endpoints["web"] == "https://localhost"
-    assert endpoints["console"] == "https://localhost/minio-console"
-    assert endpoints["grafana"] == "https://localhost/monitoring/grafana/"
-    assert endpoints["keycloak"] == "https://localhost/auth"
-    assert endpoints["keycloakIssuer"] == "https://localhost/auth/realms/minio-platform"
+    offset = PORT_OFFSETS[deployment.outputs["environment"]]
+    web = "https://localhost" + (f":{443 + offset}" if offset else "")
+    assert endpoints["s3"] == f"https://localhost:{9443 + offset}"
+    assert endpoints["web"] == web
+    assert endpoints["console"] == f"{web}/minio-console"
+    assert endpoints["grafana"] == f"{web}/monitoring/grafana/"
+    assert endpoints["keycloak"] == f"{web}/auth"
+    assert endpoints["keycloakIssuer"] == f"{web}/auth/realms/minio-platform"

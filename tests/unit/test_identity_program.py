@@ -32,15 +32,15 @@ def networks(registration: pulumi_harness.Registration) -> dict[str, str | None]
 def test_keycloak_sits_on_storage_and_database_only(deployment: Deployment) -> None:
     prefix = deployment.outputs["name"]
     assert networks(container(deployment, "keycloak")) == {
-        f"{prefix}-storage-net": host_address("172.40.0.0/24", "keycloak"),
-        f"{prefix}-database-net": host_address("172.23.0.0/24", "keycloak"),
+        f"{prefix}-storage-net": host_address(deployment.subnet("storage"), "keycloak"),
+        f"{prefix}-database-net": host_address(deployment.subnet("database"), "keycloak"),
     }
 
 
 def test_postgres_sits_on_database_only(deployment: Deployment) -> None:
     prefix = deployment.outputs["name"]
     assert networks(container(deployment, "postgres")) == {
-        f"{prefix}-database-net": host_address("172.23.0.0/24", "postgres")
+        f"{prefix}-database-net": host_address(deployment.subnet("database"), "postgres")
     }
 
 

@@ -8,11 +8,12 @@ from html.parser import HTMLParser
 import pytest
 import yaml
 
-from infra.config import ConfigError, parse_stack_config
+from infra.config import ConfigError, parse_stack_config, read_stack_file, split_config
 from infra.edge import RUNBOOK_DIR, edge_files, render_nginx_conf, runbook_page
-from infra.monitoring import ALERTS_DIR
+from infra.monitoring.metrics import ALERTS_DIR
 from infra.runbook import COMMITTED_RUNBOOK_URL, render_runbook_html, runbook_url, section_anchor
 from infra.secrets import SecretValues
+from tests.conftest import ROOT
 
 
 class _Elements(HTMLParser):
@@ -112,8 +113,9 @@ def test_every_stack_delivers_the_page_to_the_folder_its_proxy_serves(stack: str
 
 
 def test_alerts_link_to_the_stacks_own_proxy_unless_the_operator_names_a_copy() -> None:
-    dev = parse_stack_config("dev", {})
-    assert runbook_url(dev) == COMMITTED_RUNBOOK_URL == "https://localhost/runbook/"
+    values, encrypted = read_stack_file(ROOT / "Pulumi.dev.yaml")
+    dev, _ = split_config("dev", values, frozenset(), encrypted)
+    assert runbook_url(dev) == COMMITTED_RUNBOOK_URL == "https://localhost:20443/runbook/"
     plain = parse_stack_config(
         "dev", {"edge": {"publicHost": "storage.example.com", "httpPort": 8080, "tls": {"mode": "off"}}}
     )

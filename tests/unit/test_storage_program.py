@@ -48,22 +48,30 @@ def test_no_minio_node_publishes_a_port(deployment: Deployment) -> None:
         assert not node.inputs.get("ports")
 
 
-def test_internal_networks_have_their_subnets(deployment: Deployment) -> None:
+SUBNETS = {
+    "dev": {"storage": "172.40.20.0/24", "monitoring": "172.31.20.0/24", "database": "172.23.20.0/24"},
+    "staging": {"storage": "172.40.10.0/24", "monitoring": "172.31.10.0/24", "database": "172.23.10.0/24"},
+    "prod": {"storage": "172.40.0.0/24", "monitoring": "172.31.0.0/24", "database": "172.23.0.0/24"},
+}
+
+
+def test_internal_networks_have_their_subnets_gateway_and_dynamic_range(deployment: Deployment) -> None:
     prefix = deployment.outputs["name"]
     networks = {n.inputs["name"]: n.inputs for n in deployment.of_type(NETWORK)}
-    expected = {"storage": "172.40.0.0/24", "monitoring": "172.31.0.0/24", "database": "172.23.0.0/24"}
-    for segment, subnet in expected.items():
+    for segment, subnet in SUBNETS[deployment.outputs["environment"]].items():
         network = networks[f"{prefix}-{segment}-net"]
         assert network["internal"] is True
-        assert network["ipamConfigs"] == [{"subnet": subnet}]
+        base = subnet.rsplit(".", 1)[0]
+        assert network["ipamConfigs"] == [{"subnet": subnet, "gateway": f"{base}.1", "ipRange": f"{base}.64/26"}]
     assert networks[f"{prefix}-edge-net"]["internal"] is False
 
 
 def test_nodes_sit_only_on_storage_net_at_fixed_addresses(deployment: Deployment) -> None:
     prefix = deployment.outputs["name"]
+    storage_base = SUBNETS[deployment.outputs["environment"]]["storage"].rsplit(".", 1)[0]
     for index, node in enumerate(sorted(minio_nodes(deployment), key=lambda c: c.name), start=1):
         assert node.inputs["networksAdvanced"] == [
-            {"name": f"{prefix}-storage-net", "aliases": [f"minio{index}"], "ipv4Address": f"172.40.0.{9 + index}"}
+            {"name": f"{prefix}-storage-net", "aliases": [f"minio{index}"], "ipv4Address": f"{storage_base}.{9 + index}"}
         ]
 
 

@@ -1,0 +1,389 @@
+"""What a stack would create on its Docker host, read from the Pulumi program itself.
+
+The program runs in-process under Pulumi's mocks, offline, with throwaway secrets; a recording
+monitor keeps every registration (inputs, resource options, which inputs were secret), and the
+inventory is built from those registrations only, so its figures cannot drift from the program.
+Operator inputs a stack still lacks (prod's edge.publicHost, tlsCertificate, tlsPrivateKey) are
+filled with throwaway values and listed in `Inventory.assumed`: none of them changes a container,
+port, network, volume or memory figure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format, struct_pb2  # type: ignore[import-untyped]  # no stubs in the lock
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.settings import SETTINGS
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from infra.config import PROJECT, StackConfig, read_stack_file, split_config
+from infra.config.edge import PROVIDED_TLS_KEYS, TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY
+from infra.container import STACK_LABEL
+from infra.secrets import SECRET_CONFIG_KEYS, SECRET_SPECS, SecretValues
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Pulumi's marker of a secret value inside serialized properties
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+CONTAINER = "docker:index/container:Container"
+NETWORK = "docker:index/network:Network"
+VOLUME = "docker:index/volume:Volume"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+# a throwaway public host name for a prod stack whose operator has not set one yet
+THROWAWAY_PUBLIC_HOST = "localhost"
+
+
+# ---- running the program under mocks -------------------------------------------------------
+
+
+@dataclass
+class Registration:
+    """One resource the program asked the engine for: its inputs (plus mocked computed outputs) and options."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    secret_paths: set[str]
+    protect: bool
+    retain_on_delete: bool
+    delete_before_replace: bool
+    replace_on_changes: list[str]
+    dependencies: list[str]
+    parent: str
+    urn: str = ""
+    ignore_changes: list[str] = field(default_factory=list)
+
+    def uploads(self) -> dict[str, str]:
+        """Files the container receives, by path; a secret Output is recorded inside Pulumi's secret envelope."""
+        delivered = self.inputs.get("uploads") or []
+        if isinstance(delivered, dict) and delivered.get(SECRET_SIG_KEY) == SECRET_SIG:
+            delivered = delivered["value"]
+        return {item["file"]: item["content"] for item in delivered}
+
+    @property
+    def urn_suffix(self) -> str:
+        return f"{self.type}::{self.name}"
+
+
+def _secret_paths(value: Any, path: str = "") -> set[str]:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG_KEY) == SECRET_SIG:
+            return {path}
+        return set().union(*(_secret_paths(v, f"{path}.{k}" if path else k) for k, v in value.items()))
+    if isinstance(value, list):
+        return set().union(*(_secret_paths(v, f"{path}[{i}]") for i, v in enumerate(value)))
+    return set()
+
+
+class RecordingMonitor(MockMonitor):
+    """Pulumi's mock monitor, keeping what the plain mocks API does not show: options and secret inputs."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        if request.type != "pulumi:pulumi:Stack":
+            raw = json_format.MessageToDict(request.object) if isinstance(request.object, struct_pb2.Struct) else {}
+            self.registrations.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    inputs=self.resources[response.urn].state if response.urn in self.resources else {},
+                    secret_paths=_secret_paths(raw),
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    replace_on_changes=list(request.replaceOnChanges),
+                    dependencies=list(request.dependencies),
+                    parent=request.parent,
+                    urn=response.urn,
+                    ignore_changes=list(request.ignoreChanges),
+                )
+            )
+        return response
+
+
+class PlatformMocks(pulumi.runtime.Mocks):
+    """Computed outputs the program reads; everything else echoes the inputs."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        state = dict(args.inputs)
+        digest = hashlib.sha256(f"{args.typ}/{args.name}".encode()).hexdigest()
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = f"generated{digest[:int(args.inputs.get('length', 16)) - 9]}"
+        elif args.typ == "random:index/randomBytes:RandomBytes":
+            state["base64"] = "R0VORVJBVEVELUtFWS1GT1ItVEVTVFMtMDEyMzQ1Njc="
+            state["hex"] = digest[:64]
+        elif args.typ == REMOTE_IMAGE:
+            state["imageId"] = f"sha256:{digest}"
+            state["repoDigest"] = f"{args.inputs['name'].split(':')[0]}@sha256:{digest}"
+        elif args.typ == "tls:index/privateKey:PrivateKey":
+            state["privateKeyPem"] = f"-----BEGIN PRIVATE KEY-----\n{digest}\n-----END PRIVATE KEY-----\n"
+            state["publicKeyPem"] = f"-----BEGIN PUBLIC KEY-----\n{digest}\n-----END PUBLIC KEY-----\n"
+        elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
+            state["certPem"] = f"-----BEGIN CERTIFICATE-----\n{digest}\n-----END CERTIFICATE-----\n"
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+@dataclass
+class ProgramRun:
+    registrations: list[Registration]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+
+
+class _WarningCollector(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record.getMessage())
+
+
+def run_program(
+    stack: str, config: Mapping[str, str], secret_keys: Collection[str], monitor: RecordingMonitor | None = None
+) -> ProgramRun:
+    """Run infra.program.main for `stack` under mocks with `config` (full 'namespace:key' -> text).
+
+    Raises what the program raises; `monitor.registrations` then shows what was registered before.
+    """
+    from infra import program
+
+    monitor = monitor or RecordingMonitor(PlatformMocks())
+    run = ProgramRun(monitor.registrations)
+    # the program's pulumi.log warnings are kept on the run instead of going to the root logger
+    logger = logging.getLogger(f"{__name__}.program")
+    logger.propagate = False
+    logger.handlers = [_WarningCollector(run.warnings)]
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
+    pulumi.runtime.set_all_config(dict(config), secret_keys=list(secret_keys))
+    SETTINGS.rpc_manager.clear()
+    SETTINGS.outputs.clear()
+
+    async def resolve(outputs: dict[str, Any]) -> None:
+        for key, value in outputs.items():
+            output = pulumi.Output.from_input(value)
+            run.outputs[key] = await output.future()
+            if await output.is_secret():
+                run.secret_outputs.add(key)
+
+    # as the engine runs it: with the directory of `main` as working directory (pulumi/pulumi
+    # pkg/engine/project.go `getPwdMain`), where provider plugins resolve relative paths too
+    with contextlib.chdir(engine_working_directory()):
+        _sync_await(run_pulumi_func(lambda: _sync_await(resolve(program.main()))))
+    return run
+
+
+def engine_working_directory() -> Path:
+    """The directory of Pulumi.yaml's `main`, where the engine starts the program and its providers."""
+    main = str(yaml.safe_load((PROJECT_ROOT / "Pulumi.yaml").read_text())["main"])
+    path = PROJECT_ROOT / main
+    return path if path.is_dir() else path.parent
+
+
+def config_text(value: Any) -> str:
+    """Config as the language host hands it over: objects as JSON text."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@functools.cache
+def throwaway_tls_secrets() -> dict[str, str]:
+    """A self-signed certificate and key standing in for the operator's; generated once per process."""
+    from infra.edge import throwaway_certificate
+
+    material = throwaway_certificate(THROWAWAY_PUBLIC_HOST)
+    return {TLS_CERTIFICATE_KEY: material.certificate, TLS_PRIVATE_KEY_KEY: material.key}
+
+
+# ---- the inventory --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    host_ip: str
+    external: int
+    internal: int
+    protocol: str = "tcp"
+
+    def __str__(self) -> str:
+        return f"{self.host_ip}:{self.external}->{self.internal}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class NetworkAttachment:
+    network: str
+    """Docker name of the network."""
+    ipv4_address: str | None
+
+
+@dataclass(frozen=True)
+class ContainerEntry:
+    name: str
+    """Docker name ('minio-dev-minio1')."""
+    image: str
+    """The pinned image reference the program pulls (or the tag it builds)."""
+    memory_mb: int
+    networks: tuple[NetworkAttachment, ...]
+    ports: tuple[PublishedPort, ...]
+    volumes: tuple[str, ...]
+    """Docker names of the named volumes it mounts."""
+    log_ceiling_mb: float
+    """Most disk its json-file logs can take: max-size times max-file."""
+
+
+@dataclass(frozen=True, order=True)
+class NetworkEntry:
+    name: str
+    subnet: str
+    segment: str
+    """Its segment key under `networks.` in the stack file ('storage')."""
+
+
+@dataclass(frozen=True, order=True)
+class VolumeEntry:
+    name: str
+    retained: bool
+    """Protected and left on the host by `pulumi destroy`."""
+
+
+@dataclass(frozen=True, order=True)
+class ImageEntry:
+    reference: str
+    built: bool
+    """Built on the Docker host from a Dockerfile rather than pulled."""
+
+
+@dataclass(frozen=True)
+class Inventory:
+    stack: str
+    prefix: str
+    """Value of the io.minio-platform.stack label on every object of the stack."""
+    containers: tuple[ContainerEntry, ...]
+    networks: tuple[NetworkEntry, ...]
+    volumes: tuple[VolumeEntry, ...]
+    images: tuple[ImageEntry, ...]
+    assumed: tuple[str, ...] = ()
+    """Operator inputs the stack lacks, filled with throwaway values for this inventory."""
+
+    @property
+    def memory_mb(self) -> int:
+        return sum(container.memory_mb for container in self.containers)
+
+    @property
+    def ports(self) -> tuple[PublishedPort, ...]:
+        return tuple(port for container in self.containers for port in container.ports)
+
+
+def _size_mb(size: str) -> float:
+    """A json-file log size ('20m', '512k', '1g') in MiB."""
+    factor = {"k": 1 / 1024, "m": 1.0, "g": 1024.0}
+    unit = size[-1:].lower()
+    return float(size[:-1]) * factor[unit] if unit in factor else float(size) / (1024 * 1024)
+
+
+def _label(labels: list[dict[str, str]] | None, key: str) -> str | None:
+    return next((item["value"] for item in labels or [] if item.get("label") == key), None)
+
+
+def inventory_of(stack: str, registrations: list[Registration], assumed: Collection[str] = ()) -> Inventory:
+    """The inventory of what `registrations` would create."""
+    images = {r.inputs["imageId"]: r for r in registrations if r.type == REMOTE_IMAGE}
+    containers = []
+    prefixes = set()
+    for r in (r for r in registrations if r.type == CONTAINER):
+        inputs = r.inputs
+        prefixes.add(_label(inputs.get("labels"), STACK_LABEL))
+        log_opts = inputs.get("logOpts") or {}
+        containers.append(
+            ContainerEntry(
+                name=inputs["name"],
+                image=images[inputs["image"]].inputs["name"] if inputs["image"] in images else inputs["image"],
+                memory_mb=int(inputs.get("memory") or 0),
+                networks=tuple(
+                    NetworkAttachment(item["name"], item.get("ipv4Address")) for item in inputs.get("networksAdvanced") or []
+                ),
+                ports=tuple(
+                    PublishedPort(item.get("ip", "0.0.0.0"), int(item["external"]), int(item["internal"]), item.get("protocol", "tcp"))
+                    for item in inputs.get("ports") or []
+                ),
+                volumes=tuple(item["volumeName"] for item in inputs.get("volumes") or [] if item.get("volumeName")),
+                log_ceiling_mb=_size_mb(log_opts["max-size"]) * int(log_opts.get("max-file", 1)) if "max-size" in log_opts else 0.0,
+            )
+        )
+    if len(prefixes) != 1 or None in prefixes:
+        raise ValueError(f"stack {stack!r}: containers carry {STACK_LABEL} values {sorted(map(str, prefixes))}, expected exactly one")
+    return Inventory(
+        stack=stack,
+        prefix=str(prefixes.pop()),
+        containers=tuple(sorted(containers, key=lambda c: c.name)),
+        networks=tuple(
+            sorted(
+                NetworkEntry(r.inputs["name"], r.inputs["ipamConfigs"][0]["subnet"], r.name.removesuffix("-net"))
+                for r in registrations
+                if r.type == NETWORK
+            )
+        ),
+        volumes=tuple(sorted(VolumeEntry(r.inputs["name"], r.retain_on_delete) for r in registrations if r.type == VOLUME)),
+        images=tuple(sorted({ImageEntry(r.inputs["name"], "build" in r.inputs) for r in registrations if r.type == REMOTE_IMAGE})),
+        assumed=tuple(assumed),
+    )
+
+
+def stack_config(stack: str, config_file: Path | None = None) -> tuple[StackConfig, dict[str, Any], set[str]]:
+    """The validated config of a stack file, its raw values and the keys stored encrypted; raises ConfigError."""
+    path = config_file or PROJECT_ROOT / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no configuration for stack {stack!r}: {path} does not exist")
+    values, encrypted = read_stack_file(path)
+    config, _ = split_config(stack, values, SECRET_CONFIG_KEYS, encrypted)
+    return config, values, encrypted
+
+
+def inventory(stack: str, config_file: Path | None = None) -> Inventory:
+    """Run the program of `stack` offline and list what it would create.
+
+    Secrets the stack file holds encrypted are replaced by throwaway values (nothing here can
+    decrypt them, and no figure depends on them); missing operator inputs are assumed, and named.
+    """
+    config, values, encrypted = stack_config(stack, config_file)
+    throwaway_values = SecretValues.throwaway()
+    throwaway = {spec.key: getattr(throwaway_values, attribute) for attribute, spec in SECRET_SPECS.items()}
+    text = {key: config_text(value) for key, value in values.items() if key not in encrypted}
+    secrets: dict[str, str] = {}
+    for full_key in encrypted:
+        namespace, _, key = full_key.partition(":")
+        if namespace == PROJECT:
+            secrets[key] = throwaway_tls_secrets()[key] if key in PROVIDED_TLS_KEYS else throwaway[key]
+    assumed = []
+    for problem in config.edge.missing_operator_inputs(config.environment, set(secrets)):
+        key = problem.split(":", 1)[0]
+        assumed.append(key)
+        if key == "edge.publicHost":
+            edge = json.loads(text.get(f"{PROJECT}:edge", "{}"))
+            text[f"{PROJECT}:edge"] = json.dumps({**edge, "publicHost": THROWAWAY_PUBLIC_HOST})
+        else:
+            secrets[key] = throwaway_tls_secrets()[key]
+    for key, value in secrets.items():
+        text[f"{PROJECT}:{key}"] = value
+    run = run_program(stack, text, [f"{PROJECT}:{key}" for key in secrets])
+    return inventory_of(stack, run.registrations, assumed)

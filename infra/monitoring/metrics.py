@@ -1,0 +1,242 @@
+"""Metrics and alerting: Prometheus with its scrape jobs and rule files, and Alertmanager.
+
+Prometheus scrapes every MinIO node on storage-net (with a bearer JWT derived from the MinIO
+credentials) and the monitoring services on monitoring-net; the rule files are the committed
+alerts/*.rules.yml with their runbook links pointed at the stack's own runbook.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from jwt.warnings import InsecureKeyLengthWarning
+
+from infra.config import StackConfig
+from infra.container import ContainerSpec, Healthcheck
+from infra.monitoring.logs import LOKI_PORT, PROMTAIL_PORT
+from infra.rendering import RenderedFile, render_template
+from infra.runbook import COMMITTED_RUNBOOK_URL, runbook_url
+from infra.secrets import SecretValues
+from infra.services import audit_sink
+from infra.storage import API_PORT, node_name
+from infra.tier import Tier
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ALERTS_DIR = PROJECT_ROOT / "alerts"
+
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
+
+PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
+PROMETHEUS_RULES_DIR = "/etc/prometheus/rules"
+MINIO_TOKEN_FILE = "/etc/prometheus/secrets/minio-metrics-token"
+ALERTMANAGER_CONFIG = "/etc/alertmanager/alertmanager.yml"
+WEBHOOK_TOKEN_FILE = "/etc/alertmanager/secrets/webhook-token"
+
+# 2100-01-01T00:00:00Z: a fixed expiry (and no iat) keeps the token, and so Prometheus, unchanged across updates
+METRICS_TOKEN_EXPIRES = 4102444800
+
+# the monitoring services MonitoringTargetDown watches (alerts/monitoring.rules.yml), in scrape order
+MONITORING_JOBS = ("prometheus", "alertmanager", "loki", "promtail", "audit-sink")
+SEVERITIES = ("critical", "warning", "info")
+
+
+def minio_metrics_token(access_key: str, secret_key: str) -> str:
+    """The bearer token `mc admin prometheus generate` makes: HS512 JWT, sub=access key, iss=prometheus."""
+    with warnings.catch_warnings():
+        # MinIO signs with the user's secret key as it is; its length is not ours to choose
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        return jwt.encode(
+            {"exp": METRICS_TOKEN_EXPIRES, "sub": access_key, "iss": "prometheus"}, secret_key, algorithm="HS512"
+        )
+
+
+@dataclass(frozen=True)
+class ScrapeAddresses:
+    """host:port of everything Prometheus talks to; in a stack, container names on the shared networks."""
+
+    prometheus: str
+    alertmanager: str
+    loki: str
+    promtail: str
+    audit_sink: str
+    minio_nodes: tuple[tuple[str, str], ...]
+    """(node name, host:port) of every MinIO node."""
+
+    @classmethod
+    def of_stack(cls, config: StackConfig) -> ScrapeAddresses:
+        nodes = tuple(
+            (node_name(index), f"{node_name(index)}:{API_PORT}") for index in range(1, config.storage.nodes + 1)
+        )
+        return cls(
+            prometheus=f"localhost:{PROMETHEUS_PORT}",
+            alertmanager=f"alertmanager:{ALERTMANAGER_PORT}",
+            loki=f"loki:{LOKI_PORT}",
+            promtail=f"promtail:{PROMTAIL_PORT}",
+            audit_sink=f"{audit_sink.SERVICE}:{audit_sink.PORT}",
+            minio_nodes=nodes,
+        )
+
+
+def prometheus_yml(
+    config: StackConfig,
+    addresses: ScrapeAddresses,
+    rules_dir: str = PROMETHEUS_RULES_DIR,
+    token_file: str = MINIO_TOKEN_FILE,
+) -> str:
+    settings = config.monitoring
+    targets = {
+        "prometheus": addresses.prometheus,
+        "alertmanager": addresses.alertmanager,
+        "loki": addresses.loki,
+        "promtail": addresses.promtail,
+        "audit-sink": addresses.audit_sink,
+    }
+    return render_template(
+        "prometheus/prometheus.yml.j2",
+        stack=config.name,
+        scrape_interval=settings.scrape_interval,
+        evaluation_interval=settings.evaluation_interval,
+        rules_dir=rules_dir,
+        alertmanager=addresses.alertmanager,
+        monitoring_jobs=[{"name": job, "target": targets[job], "metrics_path": "/metrics"} for job in MONITORING_JOBS],
+        minio_jobs=[
+            {
+                "name": "minio-cluster",
+                "metrics_path": "/minio/v2/metrics/cluster",
+                "scrape_interval": None,
+                "why": "any node answers for the whole cluster; scraping every node keeps cluster metrics "
+                "flowing while one is down (read them with max())",
+            },
+            {
+                "name": "minio-nodes",
+                "metrics_path": "/minio/v2/metrics/node",
+                "scrape_interval": None,
+                "why": "each node's own process, drive and S3 request metrics; its `up` is MinIONodeDown",
+            },
+            {
+                "name": "minio-bucket",
+                "metrics_path": "/minio/v2/metrics/bucket",
+                "scrape_interval": settings.bucket_scrape_interval,
+                "why": "bucket usage (only here since 2023-07); every node, as for minio-cluster",
+            },
+        ],
+        minio_nodes=[{"name": name, "target": target} for name, target in addresses.minio_nodes],
+        minio_token_file=token_file,
+    )
+
+
+def alert_rule_files(config: StackConfig) -> dict[str, str]:
+    """The committed rule files by name, their runbook links pointing at the stack's runbook URL."""
+    return {
+        path.name: path.read_text().replace(COMMITTED_RUNBOOK_URL, runbook_url(config))
+        for path in sorted(ALERTS_DIR.glob("*.rules.yml"))
+    }
+
+
+def alertmanager_yml(config: StackConfig, token_file: str | None) -> str:
+    settings = config.monitoring
+    return render_template(
+        "alertmanager/alertmanager.yml.j2",
+        stack=config.name,
+        group_wait=settings.alert_group_wait,
+        group_interval=settings.alert_group_interval,
+        repeat_interval=settings.alert_repeat_interval,
+        watchdog_repeat_interval="5m",
+        severities=[
+            {"name": "critical", "repeat_interval": "1h"},
+            {"name": "warning", "repeat_interval": None},
+            {"name": "info", "repeat_interval": "24h"},
+        ],
+        receivers=["watchdog", *SEVERITIES],
+        webhook_url=settings.webhook_url,
+        webhook_token_file=token_file,
+    )
+
+
+def prometheus_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile]:
+    token = minio_metrics_token(secrets.minio_root_user, secrets.minio_root_password)
+    return [
+        RenderedFile(
+            "prometheus/prometheus.yml", PROMETHEUS_CONFIG, prometheus_yml(config, ScrapeAddresses.of_stack(config))
+        ),
+        *(
+            RenderedFile(f"prometheus/rules/{name}", f"{PROMETHEUS_RULES_DIR}/{name}", content)
+            for name, content in alert_rule_files(config).items()
+        ),
+        RenderedFile("prometheus/secrets/minio-metrics-token", MINIO_TOKEN_FILE, token + "\n", secret=True),
+    ]
+
+
+def alertmanager_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile]:
+    # the stack's own audit sink wants its token; an outside receiver never sees it
+    internal = config.monitoring.webhook_is_audit_sink
+    files = [
+        RenderedFile(
+            "alertmanager/alertmanager.yml",
+            ALERTMANAGER_CONFIG,
+            alertmanager_yml(config, WEBHOOK_TOKEN_FILE if internal else None),
+        )
+    ]
+    if internal:
+        files.append(
+            RenderedFile(
+                "alertmanager/secrets/webhook-token", WEBHOOK_TOKEN_FILE, secrets.audit_webhook_token + "\n", secret=True
+            )
+        )
+    return files
+
+
+
+def _http_probe(url: str) -> Healthcheck:
+    """busybox wget in the Prometheus and Alertmanager images."""
+    return Healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", url])
+
+
+def add_prometheus(tier: Tier) -> None:
+    settings, segments = tier.config.monitoring, tier.stack.segments
+    tier.container(
+        ContainerSpec(
+            service="prometheus",
+            name="prometheus",
+            image=tier.image("prometheus-image", settings.prometheus_image),
+            command=[
+                f"--config.file={PROMETHEUS_CONFIG}",
+                "--storage.tsdb.path=/prometheus",
+                f"--storage.tsdb.retention.time={settings.prometheus_retention}",
+                f"--web.listen-address=:{PROMETHEUS_PORT}",
+            ],
+            uploads=tier.secret_uploads(prometheus_files),
+            volumes=[tier.data_mount("prometheus", "/prometheus")],
+            # storage-net to scrape MinIO, monitoring-net for everything else
+            networks=[segments.storage.attachment("prometheus"), segments.monitoring.attachment("prometheus")],
+            healthcheck=_http_probe(f"http://localhost:{PROMETHEUS_PORT}/-/ready"),
+            memory_mb=settings.prometheus_memory_mb,
+        )
+    )
+
+
+def add_alertmanager(tier: Tier) -> None:
+    settings = tier.config.monitoring
+    tier.container(
+        ContainerSpec(
+            service="alertmanager",
+            name="alertmanager",
+            image=tier.image("alertmanager-image", settings.alertmanager_image),
+            command=[
+                f"--config.file={ALERTMANAGER_CONFIG}",
+                "--storage.path=/alertmanager",
+                f"--web.listen-address=:{ALERTMANAGER_PORT}",
+                # a single instance: no gossip port
+                "--cluster.listen-address=",
+            ],
+            uploads=tier.secret_uploads(alertmanager_files),
+            volumes=[tier.data_mount("alertmanager", "/alertmanager")],
+            networks=[tier.stack.segments.monitoring.attachment("alertmanager")],
+            healthcheck=_http_probe(f"http://localhost:{ALERTMANAGER_PORT}/-/ready"),
+            memory_mb=settings.alertmanager_memory_mb,
+        )
+    )

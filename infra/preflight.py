@@ -1,0 +1,425 @@
+"""Checks the Docker host a deploy of a stack would target, before anything changes on it.
+
+    python -m infra preflight --stack dev
+
+What the stack needs comes from its inventory (infra/inventory.py: the program itself, run
+offline); what the host has comes from the docker command line, so DOCKER_HOST and the active
+docker context are honoured the way the docker CLI honours them. Every finding is collected and
+reported at once, one sentence each: a problem stops the deploy (exit 1), a warning is a risk
+(exit 0), info is for the record. Each docker call has a timeout.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from infra.container import STACK_LABEL
+from infra.inventory import Inventory, PublishedPort
+
+Severity = Literal["problem", "warning", "info"]
+
+# Docker Engine 20.10 is the first release that supports cgroup v2 (docker/docs b52599b); every
+# container here has a memory limit, and current distributions boot with cgroup v2 only.
+MINIMUM_ENGINE = (20, 10)
+
+# What the containerd image store means for this stack: terraform-provider-docker documents that
+# its image build needs the store off (kreuzwerker/terraform-provider-docker#534,
+# pulumi/pulumi-docker#967). Change this one rule if the build path stops depending on it.
+CONTAINERD_STORE_WITH_BUILT_IMAGE: Severity = "warning"
+CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"
+
+# the containers' limits may add up to this share of the host's memory before it is a risk
+MEMORY_WARNING_SHARE = 0.8
+
+GIB = 1024**3
+# a rough allowance for the dozen images the stack pulls and the one it builds, unpacked
+IMAGE_DISK_ALLOWANCE_GIB = 4.0
+# room for MinIO data, Prometheus and Loki beyond images and logs, below which disk is a risk
+DATA_HEADROOM_GIB = 20.0
+
+DEFAULT_TIMEOUT_SECONDS = 20.0
+# what the docker CLI and the docker provider use when nothing else is set
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.text}"
+
+
+class DockerUnavailable(Exception):
+    """The daemon (or the docker CLI) cannot answer; the message is the sentence to show."""
+
+
+@dataclass(frozen=True)
+class DockerTarget:
+    endpoint: str
+    """The daemon address, as people write it (unix:///var/run/docker.sock, ssh://ops@host)."""
+    source: str
+    """Where it came from: DOCKER_HOST, the stack's docker:host, or the docker context."""
+    environment: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment for the docker CLI, so it talks to the same daemon the provider will."""
+
+
+class DockerCli:
+    """The docker command line, every call bounded by `timeout` seconds."""
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT_SECONDS, target: DockerTarget | None = None) -> None:
+        self.timeout = timeout
+        self.environment = {**os.environ, **(target.environment if target else {})}
+        self.executable = shutil.which("docker", path=self.environment.get("PATH"))
+        self.endpoint = target.endpoint if target else self.environment.get("DOCKER_HOST", DEFAULT_DOCKER_HOST)
+
+    def run(self, *args: str) -> str:
+        if self.executable is None:
+            raise DockerUnavailable(
+                "the docker command line is not installed here, and the preflight reads the Docker host through it; "
+                "install the Docker CLI (https://docs.docker.com/engine/install/) and run the preflight again"
+            )
+        command = " ".join(["docker", *itertools.takewhile(lambda arg: not arg.startswith("-"), args)][:3])
+        # its own process group, so a hung ssh helper of the CLI is stopped with it
+        process = subprocess.Popen(
+            [self.executable, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.environment,
+            start_new_session=True,
+        )
+        try:
+            out, err = process.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise DockerUnavailable(
+                f"the Docker daemon at {self.endpoint} did not answer `{command}` within {self.timeout:g} s; "
+                "check that it is running and reachable (systemctl status docker, or start Docker Desktop), "
+                "then run the preflight again"
+            ) from None
+        if process.returncode != 0:
+            reason = next((line.strip() for line in err.splitlines() if line.strip()), f"exit code {process.returncode}")
+            raise DockerUnavailable(
+                f"`{command}` failed against {self.endpoint} ({reason.rstrip('.')}); "
+                "start Docker Engine (or point DOCKER_HOST at one) and run the preflight again"
+            )
+        return out
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args))
+
+
+def _context_endpoint(cli: DockerCli, name: str | None = None) -> tuple[str, str]:
+    """Name and daemon address of docker context `name`, or of the active one."""
+    contexts = cli.json("context", "inspect", *([name] if name else []))
+    context = contexts[0] if contexts else {}
+    return str(context.get("Name", name or "default")), str(context.get("Endpoints", {}).get("docker", {}).get("Host") or DEFAULT_DOCKER_HOST)
+
+
+def docker_target(stack_values: Mapping[str, Any], cli: DockerCli) -> DockerTarget:
+    """The daemon `pulumi up` would use, in the docker provider's order: a named context (the stack's
+    docker:context or DOCKER_CONTEXT, which overrides the host), the stack's docker:host or DOCKER_HOST,
+    else the CLI's active context."""
+    named = stack_values.get("docker:context") or os.environ.get("DOCKER_CONTEXT")
+    if isinstance(named, str) and named:
+        source = "docker:context in the stack file" if stack_values.get("docker:context") else "DOCKER_CONTEXT"
+        try:
+            name, host = _context_endpoint(cli, named)
+        except (DockerUnavailable, json.JSONDecodeError):
+            raise DockerUnavailable(
+                f"the docker context {named!r} ({source}) cannot be read; list the contexts with `docker context ls` and fix the name"
+            ) from None
+        return DockerTarget(host, f"{source} {name!r}", {"DOCKER_HOST": host})
+    configured = stack_values.get("docker:host")
+    if isinstance(configured, str) and configured:
+        return DockerTarget(configured, "docker:host in the stack file", {"DOCKER_HOST": configured})
+    if os.environ.get("DOCKER_HOST"):
+        return DockerTarget(os.environ["DOCKER_HOST"], "DOCKER_HOST")
+    try:
+        name, host = _context_endpoint(cli)
+    except (DockerUnavailable, json.JSONDecodeError):
+        return DockerTarget(DEFAULT_DOCKER_HOST, "the default socket")
+    # scripts/deploy exports it as DOCKER_HOST: the docker provider does not read the CLI's active context
+    return DockerTarget(host, f"docker context {name!r}", {"DOCKER_HOST": host})
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the preflight reads from the daemon, each straight from a docker CLI answer."""
+
+    version: str
+    info: Mapping[str, Any]
+    networks: Sequence[Mapping[str, Any]]
+    containers: Sequence[Mapping[str, Any]]
+
+
+def read_host(cli: DockerCli) -> HostFacts:
+    version = str(cli.run("version", "--format", "{{.Server.Version}}").strip())
+    info = cli.json("info", "--format", "{{json .}}")
+    network_ids = cli.run("network", "ls", "--quiet", "--no-trunc").split()
+    networks = cli.json("network", "inspect", *network_ids) if network_ids else []
+    container_ids = cli.run("ps", "--all", "--quiet", "--no-trunc").split()
+    containers = cli.json("inspect", "--type", "container", *container_ids) if container_ids else []
+    return HostFacts(version, info, networks, containers)
+
+
+# ---- the checks: each takes what the stack needs and what the host has ----------------------
+
+
+def check_engine(version: str) -> list[Finding]:
+    minimum = ".".join(map(str, MINIMUM_ENGINE))
+    parts = version.split(".")
+    try:
+        found = (int(parts[0]), int(parts[1]))
+    except (IndexError, ValueError):
+        return [Finding("warning", f"Docker Engine reports version {version!r}, which the preflight cannot compare; make sure it is {minimum} or newer")]
+    if found < MINIMUM_ENGINE:
+        return [
+            Finding(
+                "problem",
+                f"Docker Engine {version} is older than {minimum}, the first release that applies memory limits on cgroup v2 hosts; "
+                "upgrade Docker Engine (https://docs.docker.com/engine/install/) and run the preflight again",
+            )
+        ]
+    return [Finding("info", f"Docker Engine {version} (the preflight asks for {minimum} or newer)")]
+
+
+def uses_containerd_store(info: Mapping[str, Any]) -> bool:
+    return ["driver-type", CONTAINERD_SNAPSHOTTER] in [list(pair) for pair in info.get("DriverStatus") or []]
+
+
+def check_image_store(info: Mapping[str, Any], inventory: Inventory) -> list[Finding]:
+    built = [image.reference for image in inventory.images if image.built]
+    if not uses_containerd_store(info):
+        return [Finding("info", f"image store: classic ({info.get('Driver', 'unknown driver')})")]
+    if not built:
+        return [Finding("info", "image store: containerd; the stack builds no image on the host, so nothing depends on it")]
+    return [
+        Finding(
+            CONTAINERD_STORE_WITH_BUILT_IMAGE,
+            f"the host uses the containerd image store, with which the docker provider's build of {', '.join(built)} "
+            "is documented to fail (kreuzwerker/terraform-provider-docker#534); if the build fails, set "
+            '"features": {"containerd-snapshotter": false} in /etc/docker/daemon.json '
+            "(Docker Desktop: Settings > General, 'Use containerd for pulling and storing images') and restart Docker",
+        )
+    ]
+
+
+def _foreign(labels: Mapping[str, str] | None, prefix: str) -> bool:
+    return (labels or {}).get(STACK_LABEL) != prefix
+
+
+def check_subnets(networks: Sequence[Mapping[str, Any]], inventory: Inventory) -> list[Finding]:
+    findings = []
+    for theirs in networks:
+        if not _foreign(theirs.get("Labels"), inventory.prefix):
+            continue
+        for config in (theirs.get("IPAM") or {}).get("Config") or []:
+            try:
+                their_subnet = ipaddress.ip_network(config.get("Subnet", ""), strict=False)
+            except ValueError:
+                continue
+            for ours in inventory.networks:
+                subnet = ipaddress.IPv4Network(ours.subnet)
+                if their_subnet.version == 4 and subnet.overlaps(their_subnet):
+                    findings.append(
+                        Finding(
+                            "problem",
+                            f"subnet {ours.subnet} of {ours.name} overlaps {config.get('Subnet')} of network {theirs.get('Name')!r}, "
+                            f"which is not this stack's, and Docker refuses overlapping networks; set networks.{ours.segment}.subnet "
+                            f"in Pulumi.{inventory.stack}.yaml to a free range, or remove that network",
+                        )
+                    )
+    return findings
+
+
+def _bindings(container: Mapping[str, Any]) -> list[tuple[str, int, str]]:
+    """(host ip, host port, protocol) of every port a running container holds."""
+    ports = (container.get("NetworkSettings") or {}).get("Ports") or {}
+    held = []
+    for key, bindings in ports.items():
+        _, _, protocol = str(key).partition("/")
+        for binding in bindings or []:
+            if str(binding.get("HostPort", "")).isdigit():
+                held.append((str(binding.get("HostIp") or "0.0.0.0"), int(binding["HostPort"]), protocol or "tcp"))
+    return held
+
+
+def _same_socket(ours: PublishedPort, host_ip: str, port: int, protocol: str) -> bool:
+    if (ours.external, ours.protocol) != (port, protocol):
+        return False
+    mine, theirs = ipaddress.ip_address(ours.host_ip), ipaddress.ip_address(host_ip)
+    return mine.version == theirs.version and (mine == theirs or mine.is_unspecified or theirs.is_unspecified)
+
+
+def check_ports(containers: Sequence[Mapping[str, Any]], inventory: Inventory, port_keys: Mapping[int, str]) -> list[Finding]:
+    findings = []
+    for theirs in containers:
+        if not (theirs.get("State") or {}).get("Running") or not _foreign((theirs.get("Config") or {}).get("Labels"), inventory.prefix):
+            continue
+        name = str(theirs.get("Name", "")).lstrip("/")
+        for ours in inventory.containers:
+            for port in ours.ports:
+                clash = next((b for b in _bindings(theirs) if _same_socket(port, *b)), None)
+                if clash:
+                    key = port_keys.get(port.external)
+                    change = f"set {key} (or edge.bindAddress)" if key else "change that port"
+                    findings.append(
+                        Finding(
+                            "problem",
+                            f"port {port.host_ip}:{port.external}/{port.protocol} that {ours.name} publishes is held by container "
+                            f"{name!r} ({clash[0]}:{clash[1]}), which is not this stack's; stop that container, "
+                            f"or {change} in Pulumi.{inventory.stack}.yaml",
+                        )
+                    )
+    return findings
+
+
+def check_container_names(containers: Sequence[Mapping[str, Any]], inventory: Inventory) -> list[Finding]:
+    ours = {container.name for container in inventory.containers}
+    return [
+        Finding(
+            "problem",
+            f"the container name {name} is taken by a container that is not this stack's (no {STACK_LABEL}={inventory.prefix} label), "
+            f"and Docker names are unique; remove or rename it (docker rm -f {name}), or give the stack another name",
+        )
+        for theirs in containers
+        if (name := str(theirs.get("Name", "")).lstrip("/")) in ours
+        and _foreign((theirs.get("Config") or {}).get("Labels"), inventory.prefix)
+    ]
+
+
+def check_memory(info: Mapping[str, Any], inventory: Inventory) -> list[Finding]:
+    total_mib = int(info.get("MemTotal") or 0) // (1024 * 1024)
+    need = inventory.memory_mb
+    if total_mib <= 0:
+        return [Finding("warning", f"the host does not report its memory (MemTotal), so the stack's {need} MiB of container limits cannot be compared; check it has more")]
+    where = f"Pulumi.{inventory.stack}.yaml"
+    if need > total_mib:
+        return [
+            Finding(
+                "problem",
+                f"the stack's container memory limits add up to {need} MiB, more than the host's {total_mib} MiB (MemTotal); "
+                f"lower storage.memoryMb and the other memoryMb settings in {where}, or deploy to a host with more memory",
+            )
+        ]
+    if need > MEMORY_WARNING_SHARE * total_mib:
+        return [
+            Finding(
+                "warning",
+                f"the stack's container memory limits add up to {need} MiB, {need / total_mib:.0%} of the host's {total_mib} MiB, "
+                f"leaving little for the host and other containers; lower the memoryMb settings in {where} or add memory",
+            )
+        ]
+    return [Finding("info", f"memory: the stack's limits add up to {need} MiB of the host's {total_mib} MiB")]
+
+
+def is_local_daemon(target: DockerTarget, info: Mapping[str, Any]) -> bool:
+    """The daemon runs on this machine (not on another host, nor in Docker Desktop's or Colima's VM)."""
+    root = str(info.get("DockerRootDir") or "")
+    return target.endpoint.startswith("unix://") and info.get("Name") == socket.gethostname() and os.path.isdir(root)
+
+
+def check_disk(
+    info: Mapping[str, Any], inventory: Inventory, target: DockerTarget, free_bytes: Callable[[str], int]
+) -> list[Finding]:
+    root = str(info.get("DockerRootDir") or "/var/lib/docker")
+    logs_gib = sum(container.log_ceiling_mb for container in inventory.containers) / 1024
+    need = IMAGE_DISK_ALLOWANCE_GIB + logs_gib
+    needs = f"about {need:.1f} GiB for images and logs"
+    if not is_local_daemon(target, info):
+        return [
+            Finding(
+                "info",
+                f"free disk under {root} on {target.endpoint} cannot be measured from here; check it on that host "
+                f"(df -h {root}): the stack's {len(inventory.volumes)} volumes go there, and it needs {needs} plus room for data",
+            )
+        ]
+    free = free_bytes(root) / GIB
+    if free < need:
+        return [
+            Finding(
+                "problem",
+                f"only {free:.1f} GiB is free under {root}, where the stack's {len(inventory.volumes)} volumes go, and it needs {needs}; "
+                "free space there, or move Docker's data-root to a larger disk",
+            )
+        ]
+    if free < need + DATA_HEADROOM_GIB:
+        return [
+            Finding(
+                "warning",
+                f"{free:.1f} GiB is free under {root}, which leaves less than {DATA_HEADROOM_GIB:.0f} GiB for MinIO data once {needs} "
+                "are taken; free space there, or move Docker's data-root to a larger disk",
+            )
+        ]
+    return [Finding("info", f"disk: {free:.1f} GiB free under {root}, where the stack's {len(inventory.volumes)} volumes go")]
+
+
+@dataclass
+class Report:
+    target: DockerTarget
+    findings: list[Finding]
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "problem"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+
+def _disk_free(path: str) -> int:
+    return shutil.disk_usage(path).free
+
+
+def check_host(
+    inventory: Inventory,
+    port_keys: Mapping[int, str],
+    stack_values: Mapping[str, Any],
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    free_bytes: Callable[[str], int] = _disk_free,
+) -> Report:
+    """Every check against the host the stack would be deployed on; a silent daemon is one problem."""
+    findings: list[Finding] = []
+    if inventory.assumed:
+        findings.append(
+            Finding(
+                "info",
+                f"Pulumi.{inventory.stack}.yaml does not set {', '.join(inventory.assumed)} yet; "
+                "the preflight assumed throwaway values (no figure it checks depends on them), the deploy will ask for them",
+            )
+        )
+    try:
+        target = docker_target(stack_values, DockerCli(timeout))
+    except DockerUnavailable as error:
+        return Report(DockerTarget("(unknown)", "a docker context"), [*findings, Finding("problem", str(error))])
+    cli = DockerCli(timeout, target)
+    try:
+        host = read_host(cli)
+    except DockerUnavailable as error:
+        return Report(target, [*findings, Finding("problem", str(error))])
+    except json.JSONDecodeError as error:
+        return Report(target, [*findings, Finding("problem", f"the docker CLI answered with something that is not JSON ({error}); run `docker info` by hand to see why")])
+    findings += check_engine(host.version)
+    findings += check_image_store(host.info, inventory)
+    findings += check_subnets(host.networks, inventory)
+    findings += check_ports(host.containers, inventory, port_keys)
+    findings += check_container_names(host.containers, inventory)
+    findings += check_memory(host.info, inventory)
+    findings += check_disk(host.info, inventory, target, free_bytes)
+    return Report(target, findings)
