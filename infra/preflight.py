@@ -3,14 +3,15 @@
     python -m infra preflight --stack dev
 
 What the stack needs comes from its inventory (infra/inventory.py: the program itself, run
-offline); what the host has comes from the docker command line, so DOCKER_HOST and the active
-docker context are honoured the way the docker CLI honours them. Every finding is collected and
+offline); what the host has comes from the docker command line, pointed at the daemon the docker
+provider would use (`docker_target`). Every finding is collected and
 reported at once, one sentence each: a problem stops the deploy (exit 1), a warning is a risk
 (exit 0), info is for the record. Each docker call has a timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import json
@@ -28,14 +29,16 @@ from infra.inventory import Inventory, PublishedPort
 
 Severity = Literal["problem", "warning", "info"]
 
-# Docker Engine 20.10 is the first release that supports cgroup v2 (docker/docs b52599b); every
-# container here has a memory limit, and current distributions boot with cgroup v2 only.
+# the first Docker Engine with cgroup v2 support (docker/docs b52599b), which every memory limit here needs on current distributions
 MINIMUM_ENGINE = (20, 10)
 
-# What the containerd image store means for this stack: terraform-provider-docker documents that
-# its image build needs the store off (kreuzwerker/terraform-provider-docker#534,
-# pulumi/pulumi-docker#967). Change this one rule if the build path stops depending on it.
-CONTAINERD_STORE_WITH_BUILT_IMAGE: Severity = "warning"
+# The provider builds with embedded buildx by default, which sends the context over a BuildKit
+# session and works with the containerd image store; only its legacy builder (DOCKER_BUILDKIT=0)
+# posts a tar context, which that store refused with a 403 before Engine 27.5.0 (moby#47717,
+# fixed by moby#49178; terraform-provider-docker internal/provider/resource_docker_image_funcs.go).
+# The one rule to change with the build path:
+CONTAINERD_STORE_WITH_LEGACY_BUILD: Severity = "problem"
+LEGACY_BUILD_FIXED_IN = (27, 5)
 CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"
 
 # the containers' limits may add up to this share of the host's memory before it is a risk
@@ -71,8 +74,8 @@ class DockerTarget:
     """The daemon address, as people write it (unix:///var/run/docker.sock, ssh://ops@host)."""
     source: str
     """Where it came from: DOCKER_HOST, the stack's docker:host, or the docker context."""
-    environment: Mapping[str, str] = field(default_factory=dict)
-    """Extra environment for the docker CLI, so it talks to the same daemon the provider will."""
+    environment: Mapping[str, str | None] = field(default_factory=dict)
+    """Environment changes for the docker CLI (None removes a variable), so it talks to the daemon the provider will."""
 
 
 class DockerCli:
@@ -80,7 +83,8 @@ class DockerCli:
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT_SECONDS, target: DockerTarget | None = None) -> None:
         self.timeout = timeout
-        self.environment = {**os.environ, **(target.environment if target else {})}
+        changes = target.environment if target else {}
+        self.environment = {k: v for k, v in {**os.environ, **changes}.items() if v is not None}
         self.executable = shutil.which("docker", path=self.environment.get("PATH"))
         self.endpoint = target.endpoint if target else self.environment.get("DOCKER_HOST", DEFAULT_DOCKER_HOST)
 
@@ -104,7 +108,8 @@ class DockerCli:
         try:
             out, err = process.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
             raise DockerUnavailable(
                 f"the Docker daemon at {self.endpoint} did not answer `{command}` within {self.timeout:g} s; "
@@ -113,10 +118,12 @@ class DockerCli:
             ) from None
         if process.returncode != 0:
             reason = next((line.strip() for line in err.splitlines() if line.strip()), f"exit code {process.returncode}")
-            raise DockerUnavailable(
-                f"`{command}` failed against {self.endpoint} ({reason.rstrip('.')}); "
-                "start Docker Engine (or point DOCKER_HOST at one) and run the preflight again"
+            remedy = (
+                "add your user to the docker group (or run as root)"
+                if "permission denied" in reason.lower()
+                else "start Docker Engine (or point DOCKER_HOST at one)"
             )
+            raise DockerUnavailable(f"`{command}` failed against {self.endpoint} ({reason.rstrip('.')}); {remedy} and run the preflight again")
         return out
 
     def json(self, *args: str) -> Any:
@@ -143,10 +150,11 @@ def docker_target(stack_values: Mapping[str, Any], cli: DockerCli) -> DockerTarg
             raise DockerUnavailable(
                 f"the docker context {named!r} ({source}) cannot be read; list the contexts with `docker context ls` and fix the name"
             ) from None
-        return DockerTarget(host, f"{source} {name!r}", {"DOCKER_HOST": host})
+        # the context itself, not just its address: it may carry TLS or ssh settings
+        return DockerTarget(host, f"{source} {name!r}", {"DOCKER_CONTEXT": name, "DOCKER_HOST": None})
     configured = stack_values.get("docker:host")
     if isinstance(configured, str) and configured:
-        return DockerTarget(configured, "docker:host in the stack file", {"DOCKER_HOST": configured})
+        return DockerTarget(configured, "docker:host in the stack file", {"DOCKER_HOST": configured, "DOCKER_CONTEXT": None})
     if os.environ.get("DOCKER_HOST"):
         return DockerTarget(os.environ["DOCKER_HOST"], "DOCKER_HOST")
     try:
@@ -154,7 +162,7 @@ def docker_target(stack_values: Mapping[str, Any], cli: DockerCli) -> DockerTarg
     except (DockerUnavailable, json.JSONDecodeError):
         return DockerTarget(DEFAULT_DOCKER_HOST, "the default socket")
     # scripts/deploy exports it as DOCKER_HOST: the docker provider does not read the CLI's active context
-    return DockerTarget(host, f"docker context {name!r}", {"DOCKER_HOST": host})
+    return DockerTarget(host, f"docker context {name!r}")
 
 
 @dataclass(frozen=True)
@@ -202,21 +210,32 @@ def uses_containerd_store(info: Mapping[str, Any]) -> bool:
     return ["driver-type", CONTAINERD_SNAPSHOTTER] in [list(pair) for pair in info.get("DriverStatus") or []]
 
 
-def check_image_store(info: Mapping[str, Any], inventory: Inventory) -> list[Finding]:
+def check_image_store(info: Mapping[str, Any], inventory: Inventory, environ: Mapping[str, str] = os.environ) -> list[Finding]:
     built = [image.reference for image in inventory.images if image.built]
     if not uses_containerd_store(info):
         return [Finding("info", f"image store: classic ({info.get('Driver', 'unknown driver')})")]
     if not built:
         return [Finding("info", "image store: containerd; the stack builds no image on the host, so nothing depends on it")]
-    return [
-        Finding(
-            CONTAINERD_STORE_WITH_BUILT_IMAGE,
-            f"the host uses the containerd image store, with which the docker provider's build of {', '.join(built)} "
-            "is documented to fail (kreuzwerker/terraform-provider-docker#534); if the build fails, set "
-            '"features": {"containerd-snapshotter": false} in /etc/docker/daemon.json '
-            "(Docker Desktop: Settings > General, 'Use containerd for pulling and storing images') and restart Docker",
-        )
-    ]
+    legacy = environ.get("DOCKER_BUILDKIT") == "0"
+    version = _engine_version(str(info.get("ServerVersion", "")))
+    if legacy and (version is None or version < LEGACY_BUILD_FIXED_IN):
+        return [
+            Finding(
+                CONTAINERD_STORE_WITH_LEGACY_BUILD,
+                f"DOCKER_BUILDKIT=0 makes the docker provider build {', '.join(built)} with the legacy builder, which the "
+                f"containerd image store of Docker Engine {info.get('ServerVersion', '?')} refuses (moby#47717, fixed in 27.5.0); "
+                "unset DOCKER_BUILDKIT, or upgrade Docker Engine",
+            )
+        ]
+    return [Finding("info", f"image store: containerd; {', '.join(built)} is built with buildx, which works with it")]
+
+
+def _engine_version(version: str) -> tuple[int, int] | None:
+    try:
+        major, minor = version.split(".")[:2]
+        return int(major), int(minor)
+    except ValueError:
+        return None
 
 
 def _foreign(labels: Mapping[str, str] | None, prefix: str) -> bool:
@@ -262,7 +281,10 @@ def _bindings(container: Mapping[str, Any]) -> list[tuple[str, int, str]]:
 def _same_socket(ours: PublishedPort, host_ip: str, port: int, protocol: str) -> bool:
     if (ours.external, ours.protocol) != (port, protocol):
         return False
-    mine, theirs = ipaddress.ip_address(ours.host_ip), ipaddress.ip_address(host_ip)
+    try:
+        mine, theirs = ipaddress.ip_address(ours.host_ip), ipaddress.ip_address(host_ip)
+    except ValueError:
+        return False
     return mine.version == theirs.version and (mine == theirs or mine.is_unspecified or theirs.is_unspecified)
 
 
@@ -349,7 +371,10 @@ def check_disk(
                 f"(df -h {root}): the stack's {len(inventory.volumes)} volumes go there, and it needs {needs} plus room for data",
             )
         ]
-    free = free_bytes(root) / GIB
+    try:
+        free = free_bytes(root) / GIB
+    except OSError as error:
+        return [Finding("warning", f"free disk under {root} cannot be measured ({error.strerror}); check it with df -h {root}: the stack needs {needs} plus room for data")]
     if free < need:
         return [
             Finding(

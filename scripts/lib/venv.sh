@@ -1,5 +1,6 @@
 # Shared by scripts/deploy, scripts/test and scripts/smoke: the project's virtual environment,
-# installed from a hash-locked requirements file and reinstalled only when that file changes.
+# installed from a hash-locked requirements file and reinstalled only when that file changes,
+# with the project itself on top in editable mode (no dependencies: they come from the lock).
 # usage: ensure_venv <lock file>
 
 # sha256 of a file; stock macOS has shasum but no sha256sum
@@ -35,5 +36,27 @@ ensure_venv() {
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$lock"
     rm -f "$venv"/.installed-*
     echo "$want" > "$stamp"
+  fi
+  ensure_project "$venv"
+}
+
+ensure_project() {
+  local venv="$1" project
+  project=$(file_sha256 pyproject.toml)
+  if [ "$(cat "$venv/.installed-project" 2>/dev/null)" != "$project" ]; then
+    echo "==> installing the project into $venv (editable)"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
+    echo "$project" > "$venv/.installed-project"
+  fi
+}
+
+# What the runtime commands (deploy, ops, smoke, preflight) need: a venv installed from the test
+# lock already holds every runtime dependency (a superset), so it is kept as it is.
+ensure_runtime_venv() {
+  local venv="${VENV:-.venv}"
+  if [ "$(cat "$venv/.installed-requirements-test.lock" 2>/dev/null)" = "$(file_sha256 requirements-test.lock)" ]; then
+    ensure_project "$venv"
+  else
+    ensure_venv requirements.lock
   fi
 }

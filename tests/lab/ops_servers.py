@@ -178,7 +178,7 @@ def postgres_server(host: str) -> Iterator[Postgres]:
 
 def run_ops(args: list[str], environ: dict[str, str], timeout: float = 600, preexec: object = None) -> subprocess.CompletedProcess[str]:
     """scripts/ops's Python entry point in a child process (the venv already exists in tests)."""
-    env = {**os.environ, **environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'scripts'}"}
+    env = {**os.environ, **environ}
     return subprocess.run(
         [str(ROOT / ".venv" / "bin" / "python"), "-m", "opscli", *args],
         capture_output=True, text=True, env=env, timeout=timeout, preexec_fn=preexec,  # type: ignore[arg-type]

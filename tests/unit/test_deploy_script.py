@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +39,22 @@ def copy_of_project(tmp_path: Path) -> Path:
 
 
 def borrowed_venv(tmp_path: Path, project: Path) -> Path:
-    """A virtual environment made of links to the project's own, stamped as installed from requirements.lock,
-    so ensure_venv installs nothing and nothing is written into the real one."""
+    """A virtual environment made of links to the one running these tests, stamped as installed from
+    requirements.lock, so ensure_venv installs nothing and nothing is written into the real one."""
+    real = Path(sys.prefix)
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
-    shutil.copy(ROOT / ".venv" / "pyvenv.cfg", venv / "pyvenv.cfg")
-    (venv / "bin" / "python").symlink_to(ROOT / ".venv" / "bin" / "python")
-    (venv / "lib").symlink_to(ROOT / ".venv" / "lib")
+    shutil.copy(real / "pyvenv.cfg", venv / "pyvenv.cfg")
+    (venv / "bin" / "python").symlink_to(real / "bin" / "python")
+    (venv / "lib").symlink_to(real / "lib")
     (venv / ".installed-requirements.lock").write_text(hashlib.sha256((project / "requirements.lock").read_bytes()).hexdigest() + "\n")
+    stamp_project(venv, project)
     return venv
+
+
+def stamp_project(venv: Path, project: Path) -> None:
+    """Mark the project as installed into `venv` (scripts/lib/venv.sh `ensure_project`)."""
+    (venv / ".installed-project").write_text(hashlib.sha256((project / "pyproject.toml").read_bytes()).hexdigest() + "\n")
 
 
 def fake_pulumi(bin_dir: Path) -> Path:
@@ -202,6 +210,7 @@ def test_ensure_venv_hashes_with_shasum_where_sha256sum_is_missing(tmp_path: Pat
     (venv / "bin" / "python").write_text("#!/bin/sh\necho \"pip was run: $*\" >&2\nexit 1\n")
     (venv / "bin" / "python").chmod(0o755)
     (venv / ".installed-requirements.lock").write_text(hashlib.sha256(lock.read_bytes()).hexdigest() + "\n")
+    stamp_project(venv, project)
     bin_dir = tool_dir(tmp_path, ["basename", "cut", "cat", "rm"])
     calls = tmp_path / "shasum-calls.log"
     # stock macOS's shasum prints the same '<hash>  <file>' line as sha256sum
@@ -215,4 +224,4 @@ def test_ensure_venv_hashes_with_shasum_where_sha256sum_is_missing(tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr
     assert "installing" not in result.stdout and "pip was run" not in result.stderr
-    assert calls.read_text().splitlines() == ["-a 256 requirements.lock"]
+    assert calls.read_text().splitlines() == ["-a 256 requirements.lock", "-a 256 pyproject.toml"]

@@ -277,16 +277,25 @@ def test_every_problem_is_reported_in_one_run(tmp_path: Path, dev: Inventory) ->
     ]
 
 
-def test_the_containerd_image_store_with_a_built_image_follows_one_rule(
+def test_the_containerd_image_store_is_a_problem_only_for_the_legacy_builder_on_an_engine_before_the_fix(
     tmp_path: Path, dev: Inventory, port_keys: dict[int, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert any(image.built for image in dev.images), "the dev stack builds its backup image"
     host = clean_host(dev, tmp_path)
-    host["info"] |= {"Driver": "overlayfs", "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}
-    [warning] = check(host, dev, port_keys, tmp_path, monkeypatch).warnings
-    assert warning.text.startswith("the host uses the containerd image store, with which the docker provider's build of ")
-    monkeypatch.setattr(preflight, "CONTAINERD_STORE_WITH_BUILT_IMAGE", "problem")
-    assert len(check(host, dev, port_keys, tmp_path, monkeypatch).problems) == 1
+    host["info"] |= {
+        "Driver": "overlayfs",
+        "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]],
+        "ServerVersion": "27.4.1",
+    }
+    monkeypatch.delenv("DOCKER_BUILDKIT", raising=False)
+    report = check(host, dev, port_keys, tmp_path, monkeypatch)
+    assert report.problems == [] and report.warnings == []
+    assert any("is built with buildx, which works with it" in f.text for f in report.findings)
+    monkeypatch.setenv("DOCKER_BUILDKIT", "0")
+    [problem] = check(host, dev, port_keys, tmp_path, monkeypatch).problems
+    assert problem.text.startswith("DOCKER_BUILDKIT=0 makes the docker provider build ") and "moby#47717" in problem.text
+    host["info"]["ServerVersion"] = "27.5.0"
+    assert check(host, dev, port_keys, tmp_path, monkeypatch).problems == []
     host["info"] |= {"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]]}
     report = check(host, dev, port_keys, tmp_path, monkeypatch)
     assert report.problems == [] and "image store: classic (overlay2)" in [f.text for f in report.findings]
@@ -314,6 +323,7 @@ def test_the_docker_host_is_the_one_the_docker_provider_would_use(
     assert target({"docker:context": "storage-1", "docker:host": "tcp://10.0.0.5:2376"}) == (
         "ssh://ops@storage-1", "docker:context in the stack file 'storage-1'"
     )
+    assert '"DOCKER_HOST": null' in log.read_text().splitlines()[-1], "the CLI uses the context itself, TLS and all"
     report = check(host, dev, port_keys, tmp_path, monkeypatch, stack_values={"docker:context": "nosuch"})
     assert problems(report) == [
         "the docker context 'nosuch' (docker:context in the stack file) cannot be read; "
