@@ -18,7 +18,7 @@ import pulumi_docker as docker
 
 from infra.config import StackConfig
 from infra.container import Attachment, ContainerSpec, Healthcheck
-from infra.identity import POSTGRES_DATABASE, POSTGRES_PORT, POSTGRES_USER
+from infra.identity import POSTGRES_DATABASE, POSTGRES_PORT, POSTGRES_USER, postgres_user
 from infra.rendering import RenderedFile
 from infra.secrets import SecretValues
 from infra.storage import API_PORT, node_name
@@ -116,7 +116,8 @@ class ScheduledBackup(Tier):
                 image=image,
                 command=backup_command(config, postgres_host),
                 envs=[f"OPS_ENV_FILE={SETTINGS_FILE}"],
-                uploads=self.secret_uploads(backup_files),
+                # the image runs as the postgres user of the PostgreSQL image it is built on
+                uploads=self.secret_uploads(backup_files, postgres_user(config.identity.postgres_image)),
                 networks=[
                     Attachment(segments.storage.network, aliases=["backup"], ipv4_address=segments.storage.address("backup")),
                     Attachment(segments.database.network, aliases=["backup"], ipv4_address=segments.database.address("backup")),

@@ -1,8 +1,12 @@
 """The conventions every container of the stack follows, written once.
 
 Pinned image pulled as a `RemoteImage` and referenced by id, labels naming stack and service,
-json-file log rotation, restart policy, memory limit, no-new-privileges, a healthcheck, and
-only the networks it is given. Named containers are replaced delete-first, and a changed
+json-file log rotation, restart policy, memory limit without swap, no-new-privileges, every
+capability dropped but those the image's start-up needs, a healthcheck, and only the networks
+it is given. (No pids limit: the provider's container schema has no PidsLimit, and an nproc
+ulimit counts the user's processes across the whole host.) Root filesystems stay writable: the daemon refuses uploads into a
+read-only one outside volumes (moby daemon/archive.go `containerExtractToDir`), and uploads are
+how configuration reaches a container on a remote host. Named containers are replaced delete-first, and a changed
 healthcheck forces replacement because Docker cannot change it on a running container.
 """
 
@@ -86,6 +90,8 @@ class ContainerSpec:
     ports: Sequence[docker.ContainerPortArgs] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     user: str | None = None
+    capabilities: Sequence[str] = ()
+    """Added back after every capability is dropped: only what the image's own start-up needs."""
     stop_grace_seconds: int = 30
     wait_until_healthy: bool = True
 
@@ -145,6 +151,7 @@ def service_container(
         # memory limit means no swap: a storage node that swaps is slower than one that restarts.
         memory_swap=spec.memory_mb,
         security_opts=["no-new-privileges:true"],
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=list(spec.capabilities) or None),
         log_driver="json-file",
         log_opts={"max-size": runtime.log_max_size, "max-file": str(runtime.log_max_files)},
         user=spec.user,

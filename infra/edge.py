@@ -1,5 +1,9 @@
 """The edge tier: NGINX, the only container that publishes ports, and where TLS terminates.
 
+Three listeners face clients: S3 (the MinIO admin API only from edge.adminAllowFrom), the web
+listener (console, Grafana, the parts of Keycloak browsers need) and, on the Docker host's
+loopback only, an admin listener with the whole S3 API for scripts/ops.
+
 Rendering is split in two so that tests run the very same template: `nginx_context` builds a
 plain context from the stack config, upstream addresses and where nginx keeps its files;
 `render_nginx_conf` turns it into text. Deployed, the upstreams are the fixed container
@@ -18,12 +22,12 @@ import pulumi_docker as docker
 import pulumi_tls as tls
 
 from infra.config import StackConfig
-from infra.config.edge import TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY
+from infra.config.edge import ADMIN_HOST_ADDRESS, TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY
 from infra.container import Attachment, ContainerSpec, Healthcheck
 from infra.identity import KEYCLOAK_HTTP_PORT
 from infra.monitoring.dashboards import GRAFANA_PORT
 from infra.monitoring.metrics import ALERTS_DIR
-from infra.networks import host_address
+from infra.networks import gateway_address, host_address
 from infra.rendering import RenderedFile, as_uploads, render_template
 from infra.runbook import render_runbook_html
 from infra.secrets import SecretValues
@@ -72,6 +76,9 @@ class ProxyRuntime:
     """None: every address of the container (Docker publishes the ports on edge.bindAddress)."""
     runbook_dir: str = RUNBOOK_DIR
     """Folder holding the runbook page (index.html) served at /runbook/."""
+    host_gateway: str | None = None
+    """Where the Docker host's own connections come from (None: the edge network's gateway): the
+    only client the admin listener admits."""
 
 
 CONTAINER_RUNTIME = ProxyRuntime()
@@ -114,7 +121,16 @@ def nginx_context(
             "s3": listen(edge.s3_tls_port if tls_on else edge.s3_port),
             "web": listen(edge.https_port if tls_on else edge.http_port),
             "http": listen(edge.http_port),
+            "admin": listen(edge.admin_port),
         },
+        "admin": {
+            "url": edge.admin_url(config.environment),
+            "public_allow": list(edge.admin_allow_from),
+            # docker-proxy, or DNAT with masquerade, hands the host's connections over from the bridge's own address
+            "host_gateway": runtime.host_gateway or gateway_address(config.networks.edge.subnet),
+        },
+        "keycloak": {"realm": config.identity.realm, "admin_allow": list(config.identity.admin_allow_from)},
+        "limits": edge.limits.model_dump(),
         "tls": {
             "certificate": runtime.certificate,
             "key": runtime.key,
@@ -138,8 +154,17 @@ def render_nginx_conf(
     return render_template("nginx/nginx.conf.j2", **nginx_context(config, upstreams, runtime, buffers))
 
 
-def throwaway_certificate(host: str, days: int = 30) -> TlsMaterial:
-    """A self-signed certificate for `host`, for offline rendering and tests; never deployed."""
+def certificate_addresses(host: str) -> list[str]:
+    """IP addresses a stack certificate names: the public host if it is one, and the admin listener's."""
+    try:
+        public = [str(ipaddress.IPv4Address(host))]
+    except ValueError:
+        public = []
+    return list(dict.fromkeys([*public, ADMIN_HOST_ADDRESS]))
+
+
+def throwaway_certificate(host: str, days: int = 30, addresses: tuple[str, ...] = ()) -> TlsMaterial:
+    """A self-signed certificate for `host` (and `addresses`), for offline rendering and tests; never deployed."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -148,9 +173,10 @@ def throwaway_certificate(host: str, days: int = 30) -> TlsMaterial:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     try:
-        alternative: x509.GeneralName = x509.IPAddress(ipaddress.IPv4Address(host))
+        alternatives: list[x509.GeneralName] = [x509.IPAddress(ipaddress.IPv4Address(host))]
     except ValueError:
-        alternative = x509.DNSName(host)
+        alternatives = [x509.DNSName(host)]
+    alternatives += [x509.IPAddress(ipaddress.IPv4Address(a)) for a in addresses if a != host]
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (
         x509.CertificateBuilder()
@@ -160,7 +186,7 @@ def throwaway_certificate(host: str, days: int = 30) -> TlsMaterial:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([alternative]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
         .sign(key, hashes.SHA256())
     )
     return TlsMaterial(
@@ -184,7 +210,8 @@ def edge_files(config: StackConfig, secrets: SecretValues, certificate: TlsMater
         RenderedFile("nginx/runbook/index.html", f"{RUNBOOK_DIR}/index.html", runbook_page(config)),
     ]
     if config.edge.tls_enabled(config.environment):
-        material = certificate or throwaway_certificate(config.edge.public_host)
+        host = config.edge.public_host
+        material = certificate or throwaway_certificate(host, addresses=tuple(certificate_addresses(host)))
         files += [
             RenderedFile("nginx/tls/server.crt", TLS_CERTIFICATE_FILE, material.certificate),
             RenderedFile("nginx/tls/server.key", TLS_KEY_FILE, material.key, secret=True),
@@ -198,15 +225,16 @@ def published_ports(config: StackConfig) -> list[docker.ContainerPortArgs]:
         ports = [edge.s3_tls_port, edge.http_port, edge.https_port]
     else:
         ports = [edge.s3_port, edge.http_port]
-    return [docker.ContainerPortArgs(internal=port, external=port, ip=edge.bind_address) for port in ports]
+    public = [docker.ContainerPortArgs(internal=port, external=port, ip=edge.bind_address) for port in ports]
+    # the admin listener never leaves the host, whatever edge.bindAddress says
+    admin = docker.ContainerPortArgs(internal=edge.admin_port, external=edge.admin_port, ip=ADMIN_HOST_ADDRESS)
+    return [*public, admin]
 
 
 def _self_signed(config: StackConfig, parent: pulumi.Resource) -> pulumi.Output[TlsMaterial]:
     host = config.edge.public_host
-    try:
-        ip_addresses, dns_names = [str(ipaddress.IPv4Address(host))], None
-    except ValueError:
-        ip_addresses, dns_names = None, [host]
+    ip_addresses = certificate_addresses(host)
+    dns_names = None if host in ip_addresses else [host]
     opts = pulumi.ResourceOptions(parent=parent)
     key = tls.PrivateKey("edge-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=opts)
     certificate = tls.SelfSignedCert(
@@ -222,6 +250,9 @@ def _self_signed(config: StackConfig, parent: pulumi.Resource) -> pulumi.Output[
         opts=opts,
     )
     return pulumi.Output.all(certificate.cert_pem, key.private_key_pem).apply(lambda pair: TlsMaterial(*pair))
+
+
+NGINX_CAPABILITIES = ("CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID")
 
 
 class EdgeProxyArgs(TierArgs):
@@ -270,6 +301,9 @@ class EdgeProxy(Tier):
                 # busybox wget is part of the alpine image; /healthz answers on the plain HTTP listener
                 healthcheck=Healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{http_port}/healthz"]),
                 memory_mb=edge.memory_mb,
+                # the master binds the listeners (80 and 443 on prod), creates its temp folders for the
+                # workers and switches them to the nginx user
+                capabilities=NGINX_CAPABILITIES,
             )
         )
         self.certificate = pulumi.Output.unsecret(material.apply(lambda pair: pair.certificate if pair else None))

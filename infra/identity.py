@@ -8,15 +8,16 @@ is imported from a rendered file on Keycloak's first start.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 
 from infra.config import StackConfig
+from infra.config.identity import PASSWORD_POLICY
 from infra.container import Attachment, ContainerSpec, Healthcheck
-from infra.rendering import RenderedFile, render_template
+from infra.rendering import FileOwner, RenderedFile, render_template
 from infra.secrets import SecretValues
 from infra.tier import Tier, TierArgs
 
@@ -35,9 +36,11 @@ POSTGRES_PASSWORD_FILE = "/run/secrets/postgres-password"
 
 CONSOLE_CLIENT_ID = "minio-console"
 POLICY_CLAIM = "policy"
-AUTHORIZATION_SCOPE = "minio-authorization"
-MINIO_SCOPES = ("openid", "profile", "email", AUTHORIZATION_SCOPE)
+MINIO_SCOPES = ("openid", "profile", "email")
 BOOTSTRAP_POLICIES = ("consoleAdmin",)
+# Keycloak's own scopes, which it creates on import only when the realm file declares no client scope
+# (RealmManager): then every built-in client (account console, admin console) gets them as well
+CONSOLE_DEFAULT_SCOPES = ("basic", "profile", "email", "roles", "web-origins", "acr")
 
 # Keycloak's image has bash but no HTTP client: a hand-written request over bash's /dev/tcp
 KEYCLOAK_READY_CHECK = (
@@ -74,107 +77,24 @@ def minio_openid(config: StackConfig, secrets: SecretValues) -> MinioOpenId:
     )
 
 
-def _mapper(name: str, mapper_type: str, **config: str) -> dict[str, Any]:
-    return {"name": name, "type": mapper_type, "config": config}
-
-
-def _attribute(name: str, attribute: str, claim: str, json_type: str = "String", **extra: str) -> dict[str, Any]:
-    return _mapper(
-        name,
-        "oidc-usermodel-attribute-mapper",
-        **{
-            "user.attribute": attribute,
-            "claim.name": claim,
-            "jsonType.label": json_type,
-            "id.token.claim": "true",
-            "access.token.claim": "true",
-            "userinfo.token.claim": "true",
-            "introspection.token.claim": "true",
-            **extra,
-        },
-    )
-
-
-_IN_TOKENS = {"access.token.claim": "true", "introspection.token.claim": "true"}
-
-# Importing a realm that declares any client scope skips Keycloak's built-in ones (RealmManager),
-# so the built-ins the console client needs are declared here too; `basic` carries `sub`.
-BUILT_IN_SCOPES: tuple[dict[str, Any], ...] = (
-    {
-        "name": "basic",
-        "description": "OpenID Connect scope for basic claims",
-        "in_token_scope": "false",
-        "mappers": [
-            _mapper("sub", "oidc-sub-mapper", **_IN_TOKENS),
-            _mapper(
-                "auth_time",
-                "oidc-usersessionmodel-note-mapper",
-                **{"user.session.note": "AUTH_TIME", "claim.name": "auth_time", "jsonType.label": "long", "id.token.claim": "true"},
-                **_IN_TOKENS,
-            ),
-        ],
+# on the console client itself, not in a client scope of our own: a realm file that declares any client
+# scope gets none of Keycloak's, and the built-in clients are left without default scopes
+POLICY_MAPPER: dict[str, Any] = {
+    "name": "minio policy",
+    "protocol": "openid-connect",
+    "protocolMapper": "oidc-usermodel-attribute-mapper",
+    "consentRequired": False,
+    "config": {
+        "user.attribute": POLICY_CLAIM,
+        "claim.name": POLICY_CLAIM,
+        "jsonType.label": "String",
+        "multivalued": "true",
+        "aggregate.attrs": "true",
+        "id.token.claim": "true",
+        "access.token.claim": "true",
+        "userinfo.token.claim": "true",
+        "introspection.token.claim": "true",
     },
-    {
-        "name": "profile",
-        "description": "OpenID Connect built-in scope: profile",
-        "in_token_scope": "true",
-        "mappers": [
-            _attribute("username", "username", "preferred_username"),
-            _attribute("given name", "firstName", "given_name"),
-            _attribute("family name", "lastName", "family_name"),
-            _mapper("full name", "oidc-full-name-mapper", **{"id.token.claim": "true", "userinfo.token.claim": "true"}, **_IN_TOKENS),
-        ],
-    },
-    {
-        "name": "email",
-        "description": "OpenID Connect built-in scope: email",
-        "in_token_scope": "true",
-        "mappers": [
-            _attribute("email", "email", "email"),
-            _attribute("email verified", "emailVerified", "email_verified", json_type="boolean"),
-        ],
-    },
-    {
-        "name": "roles",
-        "description": "OpenID Connect scope for user roles in the access token",
-        "in_token_scope": "false",
-        "mappers": [
-            _mapper(
-                "realm roles",
-                "oidc-usermodel-realm-role-mapper",
-                **{"claim.name": "realm_access.roles", "jsonType.label": "String", "multivalued": "true"},
-                **_IN_TOKENS,
-            ),
-            _mapper(
-                "client roles",
-                "oidc-usermodel-client-role-mapper",
-                **{"claim.name": "resource_access.${client_id}.roles", "jsonType.label": "String", "multivalued": "true"},
-                **_IN_TOKENS,
-            ),
-            _mapper("audience resolve", "oidc-audience-resolve-mapper", **_IN_TOKENS),
-        ],
-    },
-    {
-        "name": "web-origins",
-        "description": "OpenID Connect scope for the allowed web origins in the access token",
-        "in_token_scope": "false",
-        "mappers": [_mapper("allowed web origins", "oidc-allowed-origins-mapper", **_IN_TOKENS)],
-    },
-    {
-        "name": "acr",
-        "description": "OpenID Connect scope for the acr (authentication context class reference) claim",
-        "in_token_scope": "false",
-        "mappers": [_mapper("acr loa level", "oidc-acr-mapper", **{"id.token.claim": "true"}, **_IN_TOKENS)],
-    },
-)
-
-AUTHORIZATION_SCOPE_DEFINITION: dict[str, Any] = {
-    "name": AUTHORIZATION_SCOPE,
-    "description": "MinIO policies of the user, as the 'policy' claim MinIO reads",
-    "in_token_scope": "true",
-    "mappers": [
-        _attribute("minio policy", POLICY_CLAIM, POLICY_CLAIM, multivalued="true", **{"aggregate.attrs": "true"})
-    ],
 }
 
 _EVERYONE = {"view": ["admin", "user"], "edit": ["admin", "user"]}
@@ -227,23 +147,23 @@ USER_PROFILE: dict[str, Any] = {
 
 def realm_context(config: StackConfig, secrets: SecretValues) -> dict[str, Any]:
     urls = config.edge.public_urls(config.environment)
-    web_origin = urls.web
-    scopes = [*BUILT_IN_SCOPES, AUTHORIZATION_SCOPE_DEFINITION]
-    default_scopes = [scope["name"] for scope in BUILT_IN_SCOPES]
     return {
         "realm": config.identity.realm,
         "display_name": f"MinIO platform ({config.name})",
-        "default_scopes": default_scopes,
-        "client_scopes": scopes,
+        "password_policy": PASSWORD_POLICY,
+        # the console session lasts as long as the ID token (MinIO's STS credentials expire with it),
+        # and Keycloak never issues a token that outlives the SSO session
+        "session_seconds": config.identity.session_seconds,
         "client": {
             "id": CONSOLE_CLIENT_ID,
             "secret": secrets.minio_console_client_secret,
             "console_url": urls.console,
             # MinIO's console callback is MINIO_BROWSER_REDIRECT_URL + /oauth_callback
             "redirect_uris": [f"{urls.console}/oauth_callback", f"{urls.console}/*"],
-            "web_origins": [web_origin],
+            "web_origins": [urls.web],
             "post_logout_redirect_uris": f"{urls.console}/*",
-            "default_scopes": [*default_scopes, AUTHORIZATION_SCOPE],
+            "default_scopes": list(CONSOLE_DEFAULT_SCOPES),
+            "mappers": [POLICY_MAPPER],
         },
         # Keycloak stores the user profile as JSON text inside the realm document
         "user_profile": json.dumps(USER_PROFILE, separators=(",", ":")),
@@ -262,37 +182,51 @@ def _properties_value(value: str) -> str:
     return value.replace("\\", "\\\\")
 
 
-def keycloak_conf_context(config: StackConfig, secrets: SecretValues) -> dict[str, Any]:
+@dataclass(frozen=True)
+class KeycloakRuntime:
+    """Where Keycloak listens and finds its database: the container's by default, loopback in the lab."""
+
+    http_host: str = "0.0.0.0"
+    """Stated, not left to Keycloak: start-dev binds localhost unless it sees KC_RUN_IN_CONTAINER."""
+    http_port: int = KEYCLOAK_HTTP_PORT
+    management_port: int = KEYCLOAK_MANAGEMENT_PORT
+    db_host: str = "postgres"
+    db_port: int = POSTGRES_PORT
+
+
+CONTAINER_RUNTIME = KeycloakRuntime()
+
+
+def keycloak_conf_context(
+    config: StackConfig, secrets: SecretValues, runtime: KeycloakRuntime = CONTAINER_RUNTIME
+) -> dict[str, Any]:
     return {
         "stack": config.name,
         "db": {
-            "url": f"jdbc:postgresql://postgres:{POSTGRES_PORT}/{POSTGRES_DATABASE}",
+            "url": f"jdbc:postgresql://{runtime.db_host}:{runtime.db_port}/{POSTGRES_DATABASE}",
             "username": POSTGRES_USER,
             "password": _properties_value(secrets.postgres_password),
         },
-        "http_port": KEYCLOAK_HTTP_PORT,
+        "runtime": asdict(runtime),
         "relative_path": KEYCLOAK_RELATIVE_PATH,
         "public_url": config.edge.public_urls(config.environment).keycloak,
-        "management_port": KEYCLOAK_MANAGEMENT_PORT,
         "admin": {"username": KEYCLOAK_ADMIN_USERNAME, "password": _properties_value(secrets.keycloak_admin_password)},
     }
 
 
+def render_keycloak_conf(config: StackConfig, secrets: SecretValues, runtime: KeycloakRuntime = CONTAINER_RUNTIME) -> str:
+    return render_template("keycloak/keycloak.conf.j2", **keycloak_conf_context(config, secrets, runtime))
+
+
+def render_realm(config: StackConfig, secrets: SecretValues) -> str:
+    return render_template("keycloak/realm.json.j2", **realm_context(config, secrets))
+
+
 def keycloak_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile]:
     return [
-        RenderedFile(
-            "keycloak/keycloak.conf",
-            KEYCLOAK_CONF_FILE,
-            render_template("keycloak/keycloak.conf.j2", **keycloak_conf_context(config, secrets)),
-            secret=True,
-        ),
+        RenderedFile("keycloak/keycloak.conf", KEYCLOAK_CONF_FILE, render_keycloak_conf(config, secrets), secret=True),
         # holds the client secret and the bootstrap password
-        RenderedFile(
-            "keycloak/realm.json",
-            REALM_IMPORT_FILE,
-            render_template("keycloak/realm.json.j2", **realm_context(config, secrets)),
-            secret=True,
-        ),
+        RenderedFile("keycloak/realm.json", REALM_IMPORT_FILE, render_realm(config, secrets), secret=True),
     ]
 
 
@@ -302,6 +236,22 @@ def postgres_files(config: StackConfig, secrets: SecretValues) -> list[RenderedF
 
 def identity_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile]:
     return keycloak_files(config, secrets) + postgres_files(config, secrets)
+
+
+# who each image runs as, so secret files are uploaded 0600 to that user (CapDrop ALL takes root's
+# CAP_DAC_OVERRIDE: nothing reads past the permission bits). quay.io/keycloak/keycloak: USER 1000, group 0.
+KEYCLOAK_USER = FileOwner(1000, 0)
+# docker-library/postgres creates postgres as 70 in the Alpine images and 999 in the Debian ones;
+# its entrypoint reads POSTGRES_PASSWORD_FILE again after dropping to that user
+POSTGRES_ALPINE_USER = FileOwner(70, 70)
+POSTGRES_DEBIAN_USER = FileOwner(999, 999)
+# the entrypoint creates and chowns the data directory as root, then drops to postgres (gosu/su-exec)
+POSTGRES_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
+
+
+def postgres_user(image: str) -> FileOwner:
+    """The postgres user of a docker-library PostgreSQL image (or one built on it), by its variant."""
+    return POSTGRES_ALPINE_USER if "alpine" in image.rsplit(":", 1)[-1] else POSTGRES_DEBIAN_USER
 
 
 def keycloak_command(config: StackConfig) -> list[str]:
@@ -334,7 +284,7 @@ class Identity(Tier):
                     f"POSTGRES_USER={POSTGRES_USER}",
                     f"POSTGRES_PASSWORD_FILE={POSTGRES_PASSWORD_FILE}",
                 ],
-                uploads=self.secret_uploads(postgres_files),
+                uploads=self.secret_uploads(postgres_files, postgres_user(settings.postgres_image)),
                 volumes=[docker.ContainerVolumeArgs(volume_name=self.database_volume.name, container_path=POSTGRES_DATA)],
                 networks=[
                     Attachment(
@@ -346,6 +296,7 @@ class Identity(Tier):
                     ["CMD", "pg_isready", "-h", "127.0.0.1", "-p", str(POSTGRES_PORT), "-U", POSTGRES_USER, "-d", POSTGRES_DATABASE]
                 ),
                 memory_mb=settings.postgres_memory_mb,
+                capabilities=POSTGRES_CAPABILITIES,
                 stop_grace_seconds=60,
             )
         )
@@ -355,7 +306,7 @@ class Identity(Tier):
                 name="keycloak",
                 image=self.image("keycloak-image", settings.keycloak_image),
                 command=keycloak_command(self.config),
-                uploads=self.secret_uploads(keycloak_files),
+                uploads=self.secret_uploads(keycloak_files, KEYCLOAK_USER),
                 networks=[
                     Attachment(
                         segments.storage.network, aliases=["keycloak"], ipv4_address=segments.storage.address("keycloak")

@@ -28,9 +28,9 @@ from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.config import PROJECT, StackConfig, read_stack_file, split_config
+from infra.config import PROJECT, StackConfig, read_stack_file, split_config, stack_file
 from infra.config.edge import PROVIDED_TLS_KEYS, TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY
-from infra.container import STACK_LABEL
+from infra.container import SERVICE_LABEL, STACK_LABEL
 from infra.secrets import SECRET_CONFIG_KEYS, SECRET_SPECS, SecretValues
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -249,6 +249,10 @@ class ContainerEntry:
     """Docker names of the named volumes it mounts."""
     log_ceiling_mb: float
     """Most disk its json-file logs can take: max-size times max-file."""
+    service: str = ""
+    """Its io.minio-platform.service label ('minio', 'nginx')."""
+    host_paths: tuple[str, ...] = ()
+    """Host paths it mounts (bind mounts), which no destroy touches."""
 
 
 @dataclass(frozen=True, order=True)
@@ -293,6 +297,10 @@ class Inventory:
     def ports(self) -> tuple[PublishedPort, ...]:
         return tuple(port for container in self.containers for port in container.ports)
 
+    @property
+    def log_ceiling_mb(self) -> float:
+        return sum(container.log_ceiling_mb for container in self.containers)
+
 
 def _size_mb(size: str) -> float:
     """A json-file log size ('20m', '512k', '1g') in MiB."""
@@ -328,6 +336,8 @@ def inventory_of(stack: str, registrations: list[Registration], assumed: Collect
                 ),
                 volumes=tuple(item["volumeName"] for item in inputs.get("volumes") or [] if item.get("volumeName")),
                 log_ceiling_mb=_size_mb(log_opts["max-size"]) * int(log_opts.get("max-file", 1)) if "max-size" in log_opts else 0.0,
+                service=_label(inputs.get("labels"), SERVICE_LABEL) or "",
+                host_paths=tuple(item["hostPath"] for item in inputs.get("volumes") or [] if item.get("hostPath")),
             )
         )
     if len(prefixes) != 1 or None in prefixes:
@@ -350,17 +360,27 @@ def inventory_of(stack: str, registrations: list[Registration], assumed: Collect
 
 
 def stack_config(stack: str, config_file: Path | None = None) -> tuple[StackConfig, dict[str, Any], set[str]]:
-    """The validated config of a stack file, its raw values and the keys stored encrypted; raises ConfigError."""
-    path = config_file or PROJECT_ROOT / f"Pulumi.{stack}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"no configuration for stack {stack!r}: {path} does not exist")
-    values, encrypted = read_stack_file(path)
+    """The validated config of a stack file, its raw values and the keys stored encrypted; raises ConfigError
+    (a StackFileError when the file is missing or not YAML)."""
+    values, encrypted = read_stack_file(stack_file(stack, PROJECT_ROOT, config_file))
     config, _ = split_config(stack, values, SECRET_CONFIG_KEYS, encrypted)
     return config, values, encrypted
 
 
-def inventory(stack: str, config_file: Path | None = None) -> Inventory:
-    """Run the program of `stack` offline and list what it would create.
+@dataclass
+class OfflineRun:
+    """The program of a stack run offline: its config, what it registered and exported, and what was assumed."""
+
+    config: StackConfig
+    values: dict[str, Any]
+    """The stack file's raw config values, by full key."""
+    run: ProgramRun
+    assumed: tuple[str, ...]
+    """Operator inputs the stack lacks, filled with throwaway values."""
+
+
+def offline_run(stack: str, config_file: Path | None = None) -> OfflineRun:
+    """Run the program of `stack` offline, as `pulumi up` would, without Docker or the Pulumi CLI.
 
     Secrets the stack file holds encrypted are replaced by throwaway values (nothing here can
     decrypt them, and no figure depends on them); missing operator inputs are assumed, and named.
@@ -386,4 +406,10 @@ def inventory(stack: str, config_file: Path | None = None) -> Inventory:
     for key, value in secrets.items():
         text[f"{PROJECT}:{key}"] = value
     run = run_program(stack, text, [f"{PROJECT}:{key}" for key in secrets])
-    return inventory_of(stack, run.registrations, assumed)
+    return OfflineRun(config, values, run, tuple(assumed))
+
+
+def inventory(stack: str, config_file: Path | None = None) -> Inventory:
+    """Run the program of `stack` offline (`offline_run`) and list what it would create."""
+    offline = offline_run(stack, config_file)
+    return inventory_of(stack, offline.run.registrations, offline.assumed)

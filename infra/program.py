@@ -33,6 +33,7 @@ def load_config() -> tuple[StackConfig, set[str]]:
     encrypted |= set(runtime_config.get_config_secret_keys_env())
     config, supplied = split_config(pulumi.get_stack(), values, SECRET_CONFIG_KEYS, encrypted)
     missing = config.edge.missing_operator_inputs(config.environment, set(supplied))
+    missing += config.identity.bootstrap_password_problems(config.environment, supplied)
     if missing:
         raise ConfigError(pulumi.get_stack(), missing)
     for warning in config.warnings():
@@ -85,6 +86,8 @@ def main() -> dict[str, Any]:
         "networks": {segment: s.network.name for segment, s in stack.segments.by_name.items()},
         "endpoints": {
             "s3": urls.s3,
+            # the whole S3 API, admin included, on the Docker host's loopback: what scripts/ops uses
+            "minioAdmin": config.edge.admin_url(config.environment),
             "web": urls.web,
             "console": urls.console,
             "grafana": urls.grafana,
@@ -106,6 +109,10 @@ def main() -> dict[str, Any]:
         "grafanaAdminPassword": secrets.outputs["grafana_admin_password"],
         # `scripts/ops bootstrap` gives the backup-service MinIO user this secret
         "backupServiceSecretKey": secrets.outputs["backup_service_secret_key"],
+        # scripts/ops signs in as ops-admin with this; bootstrap creates ops-admin (the one step that needs root)
+        "opsAdminSecretKey": secrets.outputs["ops_admin_secret_key"],
+        # bootstrap creates metrics-reader with this: the secret Prometheus's token is signed with
+        "metricsReaderSecretKey": secrets.outputs["metrics_reader_secret_key"],
     }
     if not config.is_prod:
         # the realm's bootstrap console user exists on dev and staging only

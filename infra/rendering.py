@@ -41,5 +41,30 @@ def render_template(name: str, **context: Any) -> str:
     return _environment.get_template(name).render(**context)
 
 
-def as_uploads(files: Sequence[RenderedFile]) -> list[docker.ContainerUploadArgs]:
-    return [docker.ContainerUploadArgs(file=item.target, content=item.content) for item in files]
+@dataclass(frozen=True)
+class FileOwner:
+    """The user a container reads its secret files as (numeric: the provider resolves names on the
+    machine running Pulumi, not in the image)."""
+
+    uid: int
+    gid: int
+
+
+ROOT = FileOwner(0, 0)
+SECRET_FILE_MODE = "0600"
+
+
+def as_uploads(files: Sequence[RenderedFile], secret_owner: FileOwner = ROOT) -> list[docker.ContainerUploadArgs]:
+    """Uploads of the rendered files; those holding secrets readable by their owner only, not the default 0644."""
+    return [
+        docker.ContainerUploadArgs(
+            file=item.target,
+            content=item.content,
+            owner=str(secret_owner.uid),
+            group=str(secret_owner.gid),
+            permissions=SECRET_FILE_MODE,
+        )
+        if item.secret
+        else docker.ContainerUploadArgs(file=item.target, content=item.content)
+        for item in files
+    ]

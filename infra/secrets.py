@@ -14,6 +14,10 @@ import pulumi_random as random
 
 from infra.config.edge import PROVIDED_TLS_KEYS
 
+# the MinIO user Prometheus's bearer token is signed for (policy metrics-reader: admin:Prometheus only);
+# `scripts/ops bootstrap` creates it with metricsReaderSecretKey
+METRICS_READER_USER = "metrics-reader"
+
 
 @dataclass(frozen=True)
 class SecretSpec:
@@ -40,6 +44,12 @@ class SecretValues:
         "minioKmsSecretKey", "MinIO single-key KMS master key (SSE-S3); losing it loses encrypted objects", length=32, kind="key"
     )
     backup_service_secret_key: str = _secret("backupServiceSecretKey", "secret key of the backup-service MinIO user")
+    ops_admin_secret_key: str = _secret(
+        "opsAdminSecretKey", "secret key of ops-admin, the MinIO user scripts/ops signs in as (admin policy; not root)"
+    )
+    metrics_reader_secret_key: str = _secret(
+        "metricsReaderSecretKey", "secret key of metrics-reader, the MinIO user Prometheus's token is signed for"
+    )
     postgres_password: str = _secret("postgresPassword", "PostgreSQL password of Keycloak's database user")
     keycloak_admin_password: str = _secret("keycloakAdminPassword", "Keycloak master-realm admin password (bootstrap admin)")
     minio_console_client_secret: str = _secret("minioConsoleClientSecret", "OIDC client secret of the minio-console client")

@@ -51,6 +51,7 @@ def minio_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile
         # console login and STS web identity through Keycloak; the console lives under the proxy's /minio-console
         openid=minio_openid(config, secrets),
         browser_redirect_url=config.edge.public_urls(config.environment).console,
+        browser_session_duration=config.identity.console_session_duration,
         # MinIO's single-key KMS, only when some catalogue bucket encrypts (name:base64-of-32-bytes)
         kms_secret_key=f"{KMS_KEY_NAME}:{secrets.minio_kms_secret_key}" if config.needs_kms else None,
     )

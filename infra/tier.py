@@ -17,7 +17,7 @@ import pulumi_docker as docker
 from infra.config import StackConfig
 from infra.container import ContainerSpec, Naming, data_volume, pinned_image, service_container
 from infra.networks import Segments
-from infra.rendering import RenderedFile, as_uploads
+from infra.rendering import ROOT, FileOwner, RenderedFile, as_uploads
 from infra.secrets import SecretValues
 
 
@@ -73,11 +73,12 @@ class Tier(pulumi.ComponentResource):
         return docker.ContainerVolumeArgs(volume_name=created.name, container_path=container_path)
 
     def secret_uploads(
-        self, render: Callable[[StackConfig, SecretValues], list[RenderedFile]]
+        self, render: Callable[[StackConfig, SecretValues], list[RenderedFile]], owner: FileOwner = ROOT
     ) -> pulumi.Output[list[docker.ContainerUploadArgs]]:
-        """Files rendered with the secret values; uploads of a secret Output stay secret in the state."""
+        """Files rendered with the secret values, the secret ones readable by `owner` only; uploads of a
+        secret Output stay secret in the state."""
         config = self.config
-        return pulumi.Output.secret(self.stack.secrets.apply(lambda plain: as_uploads(render(config, plain))))
+        return pulumi.Output.secret(self.stack.secrets.apply(lambda plain: as_uploads(render(config, plain), owner)))
 
     def container(self, spec: ContainerSpec, depends_on: Sequence[pulumi.Resource] = ()) -> docker.Container:
         created = service_container(

@@ -5,9 +5,13 @@ from infra.config.stack import (
     PROJECT,
     ConfigError,
     StackConfig,
+    StackFileError,
+    known_stacks,
+    namespace_problem,
     parse_stack_config,
     read_stack_file,
     split_config,
+    stack_file,
 )
 
 __all__ = [
@@ -15,7 +19,11 @@ __all__ = [
     "PROJECT",
     "ConfigError",
     "StackConfig",
+    "StackFileError",
+    "known_stacks",
+    "namespace_problem",
     "parse_stack_config",
     "read_stack_file",
     "split_config",
+    "stack_file",
 ]

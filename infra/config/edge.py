@@ -1,4 +1,4 @@
-"""The edge proxy's settings: the only ports the stack publishes, TLS, body size limit and failover."""
+"""The edge proxy's settings: the only ports the stack publishes, who may reach the admin API, TLS, limits and failover."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import ipaddress
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from infra.config.base import ImageRef, MemoryMb, Port, Settings
+from infra.config.images import NGINX
 
-# nginx 1.28 (stable); the configuration stays loadable by 1.22, which the tests run
-DEFAULT_NGINX_IMAGE = "nginx:1.28.0-alpine"
+# a stable (even) nginx line; the configuration stays loadable by 1.22, which the tests run
+DEFAULT_NGINX_IMAGE = NGINX.reference
 
 TlsMode = Literal["self-signed", "provided", "off"]
 
@@ -21,6 +22,9 @@ TlsMode = Literal["self-signed", "provided", "off"]
 TLS_CERTIFICATE_KEY = "tlsCertificate"
 TLS_PRIVATE_KEY_KEY = "tlsPrivateKey"
 PROVIDED_TLS_KEYS = (TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY)
+
+# the admin listener is published on the Docker host's loopback only: scripts/ops on the host reaches it there
+ADMIN_HOST_ADDRESS = "127.0.0.1"
 
 _SIZE = re.compile(r"^(?P<number>[1-9][0-9]*)(?P<unit>[kmg]?)$")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -33,6 +37,26 @@ def size_in_bytes(size: str) -> int:
     if match is None:
         raise ValueError(f"{size!r} is not a size like '5g', '512m' or '1048576'")
     return int(match["number"]) * _SIZE_UNITS[match["unit"]]
+
+
+def _nginx_size(size: str) -> str:
+    size_in_bytes(size)
+    return size
+
+
+def _ipv4_cidr(value: str) -> str:
+    try:
+        network = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as error:
+        raise ValueError(
+            f"{value!r} is not an IPv4 address or CIDR block like '203.0.113.0/24' or '198.51.100.7' ({error})"
+        ) from None
+    return str(network)
+
+
+NginxSize = Annotated[str, AfterValidator(_nginx_size)]
+Ipv4Cidr = Annotated[str, AfterValidator(_ipv4_cidr)]
+"""An IPv4 client range for an nginx allow list; a bare address means that address alone (/32)."""
 
 
 class TlsSettings(Settings):
@@ -55,6 +79,22 @@ class FailoverSettings(Settings):
     read_timeout_seconds: int = Field(300, ge=1, description="silence tolerated from a node or a client mid-transfer")
 
 
+class EdgeLimits(Settings):
+    """What one client may ask of the web listener: login attempts, and body sizes off the S3 listeners."""
+
+    login_requests_per_minute: int = Field(
+        30, ge=1, le=6000, description="sustained rate per client address on the console, Keycloak and Grafana login endpoints"
+    )
+    login_burst: int = Field(20, ge=0, le=1000, description="login requests a client may make at once above the rate; then 429")
+    login_connections: int = Field(
+        10, ge=1, le=1000, description="login requests in progress at once per client address; then 429"
+    )
+    web_body_size: NginxSize = Field(
+        "1m", description="largest request body on the web listener (console, Keycloak); console uploads get maxBodySize"
+    )
+    grafana_body_size: NginxSize = Field("10m", description="largest request body for Grafana (dashboard JSON)")
+
+
 @dataclass(frozen=True)
 class PublicUrls:
     """What clients type: every URL of the stack as seen from outside the proxy."""
@@ -73,11 +113,21 @@ class EdgeSettings(Settings):
     s3_tls_port: Port = Field(9443, description="S3 API, HTTPS (published when TLS is on)")
     http_port: Port = Field(80, description="console, Grafana and Keycloak, plain HTTP (redirects when TLS is on)")
     https_port: Port = Field(443, description="console, Grafana and Keycloak, HTTPS")
+    admin_port: Port = Field(
+        9444,
+        description="S3 API including the MinIO admin API (/minio/admin/), published on the Docker host's loopback "
+        "(127.0.0.1) only, for scripts/ops; HTTPS when TLS is on",
+    )
+    admin_allow_from: tuple[Ipv4Cidr, ...] = Field(
+        (),
+        description="client ranges allowed /minio/admin/ on the public S3 listener (empty: nobody; use the admin listener)",
+    )
     image: ImageRef = DEFAULT_NGINX_IMAGE
     memory_mb: MemoryMb = 512
-    max_body_size: str = Field(
-        "5g", description="largest request body (one PUT or one multipart part); nginx answers 413 above it"
+    max_body_size: NginxSize = Field(
+        "5g", description="largest request body on the S3 listeners (one PUT or one multipart part); nginx answers 413 above it"
     )
+    limits: EdgeLimits = EdgeLimits()
     tls: TlsSettings = TlsSettings()
     failover: FailoverSettings = FailoverSettings()
 
@@ -106,18 +156,13 @@ class EdgeSettings(Settings):
             raise ValueError(f"{address!r} is not an IPv4 address: use 0.0.0.0 (every interface) or one host address") from None
         return address
 
-    @field_validator("max_body_size")
-    @classmethod
-    def _nginx_size(cls, size: str) -> str:
-        size_in_bytes(size)
-        return size
-
     def published_ports(self) -> dict[str, int]:
         return {
             "s3Port": self.s3_port,
             "s3TlsPort": self.s3_tls_port,
             "httpPort": self.http_port,
             "httpsPort": self.https_port,
+            "adminPort": self.admin_port,
         }
 
     @model_validator(mode="after")
@@ -153,6 +198,11 @@ class EdgeSettings(Settings):
             grafana=f"{web}/monitoring/grafana/",
             keycloak=f"{web}/auth",
         )
+
+    def admin_url(self, environment: str) -> str:
+        """The admin listener as scripts/ops on the Docker host reaches it."""
+        scheme = "https" if self.tls_enabled(environment) else "http"
+        return f"{scheme}://{ADMIN_HOST_ADDRESS}:{self.admin_port}"
 
     def missing_operator_inputs(self, environment: str, supplied: Collection[str]) -> list[str]:
         """What only the operator can give, by config key: the public host name on prod, and the

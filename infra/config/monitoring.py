@@ -1,18 +1,28 @@
-"""The monitoring tier's settings: image pins, scrape and evaluation cadence, retention, alert delivery."""
+"""The monitoring tier's settings: image pins, the log agent, scrape and evaluation cadence, retention, alert delivery."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from infra.config.base import ImageRef, MemoryMb, Settings
+from infra.config.images import ALERTMANAGER, AUDIT_SINK, GRAFANA, LOKI, PROMETHEUS, PROMTAIL
+from infra.config.images import DEFAULT_ALLOY_IMAGE
 from infra.services import audit_sink
 
+DEFAULT_PROMETHEUS_IMAGE = PROMETHEUS.reference
+DEFAULT_ALERTMANAGER_IMAGE = ALERTMANAGER.reference
+DEFAULT_LOKI_IMAGE = LOKI.reference
 # Promtail's last release line; it reached end of life on 2026-03-02 (see README, "Promtail end of life").
-DEFAULT_PROMTAIL_IMAGE = "grafana/promtail:3.6.11"
+DEFAULT_PROMTAIL_IMAGE = PROMTAIL.reference
+DEFAULT_GRAFANA_IMAGE = GRAFANA.reference
+DEFAULT_AUDIT_SINK_IMAGE = AUDIT_SINK.reference
+
+# grafana.com/docs/loki/latest/send-data/promtail/: "end of life as of March 2, 2026"; Alloy is its successor
+PROMTAIL_END_OF_LIFE = "2026-03-02"
 
 # Alertmanager's dev default: the stack's own audit sink, which writes every notification to its log.
 DEFAULT_WEBHOOK_URL = audit_sink.ALERTMANAGER_WEBHOOK_URL
@@ -46,13 +56,14 @@ HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class MonitoringSettings(Settings):
-    prometheus_image: ImageRef = "prom/prometheus:v3.15.0"
-    alertmanager_image: ImageRef = "prom/alertmanager:v0.34.1"
-    loki_image: ImageRef = "grafana/loki:3.7.7"
+    prometheus_image: ImageRef = DEFAULT_PROMETHEUS_IMAGE
+    alertmanager_image: ImageRef = DEFAULT_ALERTMANAGER_IMAGE
+    loki_image: ImageRef = DEFAULT_LOKI_IMAGE
+    alloy_image: ImageRef = DEFAULT_ALLOY_IMAGE
     promtail_image: ImageRef = DEFAULT_PROMTAIL_IMAGE
-    grafana_image: ImageRef = "grafana/grafana:13.2.3"
+    grafana_image: ImageRef = DEFAULT_GRAFANA_IMAGE
     audit_sink_image: ImageRef = Field(
-        "python:3.11.14-slim-bookworm", description="Python runtime of the audit sink (standard library only)"
+        DEFAULT_AUDIT_SINK_IMAGE, description="Python runtime of the audit sink (standard library only)"
     )
 
     scrape_interval: Duration = "15s"
@@ -75,11 +86,17 @@ class MonitoringSettings(Settings):
         description="where alerts link to for alerts/RUNBOOK.md (section anchors appended); "
         "unset: the page the edge proxy serves at <web URL>/runbook/",
     )
-    docker_socket: str = Field("/var/run/docker.sock", pattern=r"^/", description="Docker API socket Promtail reads")
+    log_agent: Literal["alloy", "promtail"] = Field(
+        "alloy", description="what ships container logs to Loki: Grafana Alloy, or Promtail (end of life)"
+    )
+    docker_socket: str = Field(
+        "/var/run/docker.sock", pattern=r"^/", description="Docker API socket the log agent reads (mounted read-only)"
+    )
 
     prometheus_memory_mb: MemoryMb = 1024
     alertmanager_memory_mb: MemoryMb = 128
     loki_memory_mb: MemoryMb = 512
+    alloy_memory_mb: MemoryMb = 256
     promtail_memory_mb: MemoryMb = 256
     grafana_memory_mb: MemoryMb = 512
     audit_sink_memory_mb: MemoryMb = 128
@@ -101,6 +118,15 @@ class MonitoringSettings(Settings):
         if seconds % 86400:
             raise ValueError(f"{value!r} is not a whole number of days (24h index periods), e.g. '168h' or '30d'")
         return value
+
+    def warnings(self) -> list[str]:
+        """Accepted but risky values, for the operator to read before deploying."""
+        if self.log_agent != "promtail":
+            return []
+        return [
+            f"monitoring.logAgent promtail: Promtail reached end of life on {PROMTAIL_END_OF_LIFE} and gets no more "
+            f"fixes ({self.promtail_image}); leave logAgent unset for Grafana Alloy, which runs the same pipeline"
+        ]
 
     @property
     def webhook_is_audit_sink(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,11 @@ from infra.config.storage import StorageSettings
 
 PROJECT = "minio-platform"
 ENVIRONMENTS = ("dev", "staging", "prod")
+# namespaces a stack file may hold besides the project's: Pulumi's own and the program's providers
+# (pyproject.toml's pulumi-* dependencies); their keys are read by their owners, not validated here
+OTHER_NAMESPACES = ("pulumi", "docker", "random", "tls")
+# a namespace at least this similar to PROJECT (difflib's ratio) is taken for a misspelling of it
+TYPO_SIMILARITY = 0.7
 
 Environment = Literal["dev", "staging", "prod"]
 
@@ -66,10 +72,13 @@ class StackConfig(Settings):
     def warnings(self) -> list[str]:
         """Accepted but risky values, for the operator to read before deploying."""
         return [
-            f"networks.{segment}.subnet {settings.subnet} is not private address space (RFC 1918): "
-            "containers cannot reach real hosts in that range, and any traffic meant for them stays local"
-            for segment, settings in self.networks.segments().items()
-            if not is_private(settings.subnet)
+            *(
+                f"networks.{segment}.subnet {settings.subnet} is not private address space (RFC 1918): "
+                "containers cannot reach real hosts in that range, and any traffic meant for them stays local"
+                for segment, settings in self.networks.segments().items()
+                if not is_private(settings.subnet)
+            ),
+            *self.monitoring.warnings(),
         ]
 
 
@@ -79,6 +88,9 @@ class ConfigError(ValueError):
     def __init__(self, stack: str, problems: list[str]) -> None:
         self.stack = stack
         self.problems = problems
+        if len(problems) == 1:
+            super().__init__(f"stack {stack!r} has 1 configuration error: {problems[0]}")
+            return
         listing = "\n".join(f"  - {problem}" for problem in problems)
         super().__init__(f"stack {stack!r} has {len(problems)} configuration error(s):\n{listing}")
 
@@ -121,8 +133,9 @@ def split_config(
 ) -> tuple[StackConfig, dict[str, Any]]:
     """Separate this project's keys into settings and operator-supplied secrets, then validate.
 
-    `values` maps 'minio-platform:key' (other namespaces, such as 'docker:host', are ignored) to
-    the raw value; a key in `secret_keys` must have been set with `pulumi config set --secret`.
+    `values` maps 'minio-platform:key' to the raw value; a key in `secret_keys` must have been set
+    with `pulumi config set --secret`. Keys of other namespaces ('docker:host') are left to their
+    owners, except those `namespace_problem` finds meant for this project.
     """
     settings: dict[str, Any] = {}
     secrets: dict[str, Any] = {}
@@ -130,6 +143,9 @@ def split_config(
     for full_key, value in values.items():
         namespace, _, key = full_key.partition(":")
         if namespace != PROJECT:
+            problem = namespace_problem(full_key)
+            if problem:
+                problems.append(problem)
             continue
         if key in secret_keys:
             if full_key not in supplied_as_secret:
@@ -146,9 +162,79 @@ def split_config(
     return config, secrets
 
 
+def namespace_problem(full_key: str) -> str | None:
+    """Why a key outside the project's namespace looks meant for it, or None if it belongs elsewhere.
+
+    A key without a namespace, or under one that resembles `minio-platform` (a misspelling, or one
+    of its two words), would be ignored by the program: a 3-node layout under `minio-platfrom:storage`
+    would deploy the default 4 nodes. Pulumi's and the providers' namespaces, and any other, are
+    left alone.
+    """
+    namespace, colon, key = full_key.partition(":")
+    if not colon:
+        return f"{full_key}: key without a namespace, so the program never reads it; write it as {PROJECT}:{full_key}"
+    if namespace in OTHER_NAMESPACES:
+        return None
+    similar = difflib.SequenceMatcher(None, namespace.lower(), PROJECT).ratio() >= TYPO_SIMILARITY
+    if similar or namespace.lower() in PROJECT.split("-"):
+        return (
+            f"{full_key}: namespace {namespace!r} is not this project's, so the program never reads it; "
+            f"write it as {PROJECT}:{key}"
+        )
+    return None
+
+
+class StackFileError(ConfigError):
+    """A stack file that cannot be found, read or parsed: one line naming the file (and where in it)."""
+
+    def __init__(self, stack: str, message: str) -> None:
+        ValueError.__init__(self, message)
+        self.stack = stack
+        self.problems = [message]
+
+
+def known_stacks(project_root: Path) -> list[str]:
+    """The stacks that have a stack file in `project_root`: the shipped ones first, in their order."""
+    names = [path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in project_root.glob("Pulumi.*.yaml")]
+    return sorted(names, key=lambda name: (ENVIRONMENTS.index(name) if name in ENVIRONMENTS else len(ENVIRONMENTS), name))
+
+
+def stack_file(stack: str, project_root: Path, config_file: Path | None = None) -> Path:
+    """The stack file to read for `stack`: `config_file`, else Pulumi.<stack>.yaml; raises StackFileError naming the stacks there are."""
+    if config_file is not None:
+        if not config_file.is_file():
+            raise StackFileError(stack, f"stack file {config_file} does not exist")
+        return config_file
+    path = project_root / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        stacks = ", ".join(known_stacks(project_root)) or "none"
+        raise StackFileError(
+            stack,
+            f"no configuration for stack {stack!r}: {path} does not exist; the stacks here are {stacks} "
+            f"(a new stack starts as a copy of one of their files)",
+        )
+    return path
+
+
 def read_stack_file(path: Path) -> tuple[dict[str, Any], set[str]]:
-    """The config block of a Pulumi.<stack>.yaml: values by full key, and the keys stored encrypted."""
-    document = yaml.safe_load(path.read_text()) or {}
-    values: dict[str, Any] = dict(document.get("config") or {})
+    """The config block of a Pulumi.<stack>.yaml: values by full key, and the keys stored encrypted.
+
+    Raises StackFileError for a file that cannot be read or is not YAML (with line and column).
+    """
+    stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except OSError as error:
+        raise StackFileError(stack, f"cannot read stack file {path}: {error.strerror}") from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise StackFileError(stack, f"{where}: not valid YAML: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise StackFileError(stack, f"{path}: not valid YAML: {error}") from None
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(document, dict) or not isinstance(config, dict | None):
+        raise StackFileError(stack, f"{path}: a stack file is a mapping whose 'config' maps keys like {PROJECT}:storage to values")
+    values: dict[str, Any] = {str(key): value for key, value in (config or {}).items()}
     encrypted = {key for key, value in values.items() if isinstance(value, dict) and set(value) == {"secure"}}
     return values, encrypted

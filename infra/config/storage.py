@@ -7,10 +7,11 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from infra.config.base import ImageRef, MemoryMb, Settings
+from infra.config.images import MINIO
 from infra.quorum import ErasureLayout, LayoutError, choose_set_size
 
-# The last official image whose console still offers "Login with SSO" (see README, "MinIO image").
-DEFAULT_MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
+# the Silo fork: a maintained server whose embedded console keeps "Login with SSO" (see README, "The MinIO image")
+DEFAULT_MINIO_IMAGE = MINIO.reference
 
 
 class StorageSettings(Settings):

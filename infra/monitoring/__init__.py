@@ -1,5 +1,6 @@
 """The monitoring tier, by concern: metrics (Prometheus, Alertmanager and the rule files), logs
-(Loki, the log agent, the audit sink) and dashboards (Grafana and its provisioning).
+(Loki, the audit sink), the log agent (Alloy or Promtail, from the pipeline in log_pipeline.py) and
+dashboards (Grafana and its provisioning).
 
 Each module renders its own files from templates/ (and the committed alerts/ and dashboards/)
 with pure functions, and adds its containers to the one `Monitoring` component.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import pulumi
 
 from infra.config import StackConfig
-from infra.monitoring import dashboards, logs, metrics
+from infra.monitoring import dashboards, log_agent, logs, metrics
 from infra.rendering import RenderedFile
 from infra.secrets import SecretValues
 from infra.tier import Tier, TierArgs
@@ -21,7 +22,7 @@ def monitoring_files(config: StackConfig, secrets: SecretValues) -> list[Rendere
         *metrics.prometheus_files(config, secrets),
         *metrics.alertmanager_files(config, secrets),
         *logs.loki_files(config),
-        *logs.promtail_files(config),
+        *log_agent.log_agent_files(config),
         *dashboards.grafana_files(config, secrets),
         *logs.audit_sink_files(config, secrets),
     ]
@@ -32,14 +33,14 @@ class MonitoringArgs(TierArgs):
 
 
 class Monitoring(Tier):
-    """By name in the stack: prometheus, alertmanager, loki, promtail, grafana, audit-sink."""
+    """By name in the stack: prometheus, alertmanager, loki, alloy (or promtail), grafana, audit-sink."""
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("minio-platform:monitoring:Monitoring", name, args, opts)
         metrics.add_prometheus(self)
         metrics.add_alertmanager(self)
         logs.add_loki(self)
-        logs.add_promtail(self)
+        log_agent.add_log_agent(self)
         dashboards.add_grafana(self)
         logs.add_audit_sink(self)
         self.register_outputs({"containers": [container.name for container in self.containers.values()]})

@@ -10,7 +10,7 @@ from infra.config import StackConfig
 from infra.container import ContainerSpec, Healthcheck
 from infra.monitoring.logs import LOKI_PORT
 from infra.monitoring.metrics import ALERTMANAGER_PORT, PROMETHEUS_PORT
-from infra.rendering import RenderedFile, render_template
+from infra.rendering import FileOwner, RenderedFile, render_template
 from infra.secrets import SecretValues
 from infra.tier import Tier
 
@@ -67,6 +67,8 @@ def grafana_environment(config: StackConfig) -> list[str]:
     return [
         f"GF_SERVER_ROOT_URL={root_url}",
         "GF_SERVER_SERVE_FROM_SUB_PATH=true",
+        f"GF_SECURITY_COOKIE_SECURE={str(config.edge.tls_enabled(config.environment)).lower()}",
+        "GF_SECURITY_COOKIE_SAMESITE=lax",
         f"GF_SECURITY_ADMIN_PASSWORD__FILE={GRAFANA_PASSWORD_FILE}",
         "GF_AUTH_ANONYMOUS_ENABLED=false",
         "GF_USERS_ALLOW_SIGN_UP=false",
@@ -106,6 +108,10 @@ def dashboard_json(dashboard: dict[str, Any]) -> str:
     return json.dumps(dashboard, indent=2, sort_keys=True) + "\n"
 
 
+# grafana/grafana runs as GF_UID 472, GF_GID 0 (its Dockerfile)
+GRAFANA_USER = FileOwner(472, 0)
+
+
 def add_grafana(tier: Tier) -> None:
     settings = tier.config.monitoring
     tier.container(
@@ -114,7 +120,7 @@ def add_grafana(tier: Tier) -> None:
             name="grafana",
             image=tier.image("grafana-image", settings.grafana_image),
             envs=grafana_environment(tier.config),
-            uploads=tier.secret_uploads(grafana_files),
+            uploads=tier.secret_uploads(grafana_files, GRAFANA_USER),
             volumes=[tier.data_mount("grafana", "/var/lib/grafana")],
             # the edge proxy reaches it on monitoring-net at /monitoring/grafana/
             networks=[tier.stack.segments.monitoring.attachment("grafana")],

@@ -1,27 +1,23 @@
-"""Logs: Loki, the log agent that reads every container of the stack through the Docker API, and
-the audit sink that turns MinIO's audit webhook into container log lines for the agent to ship.
+"""Logs: Loki, and the audit sink that turns MinIO's audit webhook into container log lines for the
+log agent (`log_agent.py`) to ship.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pulumi_docker as docker
-
 from infra.config import StackConfig
-from infra.container import SERVICE_LABEL, STACK_LABEL, Attachment, ContainerSpec, Healthcheck
+from infra.container import ContainerSpec, Healthcheck
 from infra.rendering import RenderedFile, as_uploads, render_template
 from infra.secrets import SecretValues
 from infra.services import audit_sink
 from infra.tier import Tier
 
 LOKI_PORT = 3100
-PROMTAIL_PORT = 9080
+LOKI_PUSH_URL = f"http://loki:{LOKI_PORT}/loki/api/v1/push"
 
 LOKI_CONFIG = "/etc/loki/loki.yml"
 LOKI_DATA = "/loki"
-PROMTAIL_CONFIG = "/etc/promtail/promtail.yml"
-PROMTAIL_DATA = "/promtail"
 AUDIT_SINK_SCRIPT = "/opt/audit-sink/audit_sink.py"
 AUDIT_SINK_TOKEN_FILE = "/etc/audit-sink/token"
 
@@ -36,25 +32,8 @@ def loki_yml(config: StackConfig) -> str:
     )
 
 
-def promtail_yml(config: StackConfig) -> str:
-    return render_template(
-        "promtail/promtail.yml.j2",
-        stack=config.name,
-        http_port=PROMTAIL_PORT,
-        data_dir=PROMTAIL_DATA,
-        loki_push_url=f"http://loki:{LOKI_PORT}/loki/api/v1/push",
-        docker_socket=config.monitoring.docker_socket,
-        stack_label=STACK_LABEL,
-        service_label=SERVICE_LABEL,
-    )
-
-
 def loki_files(config: StackConfig) -> list[RenderedFile]:
     return [RenderedFile("loki/loki.yml", LOKI_CONFIG, loki_yml(config))]
-
-
-def promtail_files(config: StackConfig) -> list[RenderedFile]:
-    return [RenderedFile("promtail/promtail.yml", PROMTAIL_CONFIG, promtail_yml(config))]
 
 
 def audit_sink_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile]:
@@ -79,39 +58,6 @@ def add_loki(tier: Tier) -> None:
             # the image has no shell nor wget since 3.6; `loki -health` asks its own /ready
             healthcheck=Healthcheck(["CMD", "/usr/bin/loki", "-health"]),
             memory_mb=settings.loki_memory_mb,
-        )
-    )
-
-
-def add_promtail(tier: Tier) -> None:
-    settings = tier.config.monitoring
-    tier.container(
-        ContainerSpec(
-            service="promtail",
-            name="promtail",
-            image=tier.image("promtail-image", settings.promtail_image),
-            command=[f"-config.file={PROMTAIL_CONFIG}"],
-            uploads=as_uploads(promtail_files(tier.config)),
-            volumes=[
-                tier.data_mount("promtail", PROMTAIL_DATA),
-                # read-only Docker API access for service discovery and log reading
-                docker.ContainerVolumeArgs(
-                    host_path=settings.docker_socket, container_path=settings.docker_socket, read_only=True
-                ),
-            ],
-            # no fixed address: nothing connects to it but Prometheus, by name
-            networks=[Attachment(tier.stack.segments.monitoring.network, aliases=["promtail"])],
-            # the Ubuntu-based image has bash but neither curl nor wget
-            healthcheck=Healthcheck(
-                [
-                    "CMD",
-                    "bash",
-                    "-c",
-                    f"exec 3<>/dev/tcp/127.0.0.1/{PROMTAIL_PORT} && printf 'GET /ready HTTP/1.0\\r\\n\\r\\n' >&3 "
-                    "&& head -n1 <&3 | grep -q ' 200 '",
-                ]
-            ),
-            memory_mb=settings.promtail_memory_mb,
         )
     )
 

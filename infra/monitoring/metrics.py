@@ -16,10 +16,11 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from infra.config import StackConfig
 from infra.container import ContainerSpec, Healthcheck
-from infra.monitoring.logs import LOKI_PORT, PROMTAIL_PORT
-from infra.rendering import RenderedFile, render_template
+from infra.monitoring.log_agent import deployed_agent
+from infra.monitoring.logs import LOKI_PORT
+from infra.rendering import FileOwner, RenderedFile, render_template
 from infra.runbook import COMMITTED_RUNBOOK_URL, runbook_url
-from infra.secrets import SecretValues
+from infra.secrets import METRICS_READER_USER, SecretValues
 from infra.services import audit_sink
 from infra.storage import API_PORT, node_name
 from infra.tier import Tier
@@ -39,9 +40,12 @@ WEBHOOK_TOKEN_FILE = "/etc/alertmanager/secrets/webhook-token"
 # 2100-01-01T00:00:00Z: a fixed expiry (and no iat) keeps the token, and so Prometheus, unchanged across updates
 METRICS_TOKEN_EXPIRES = 4102444800
 
-# the monitoring services MonitoringTargetDown watches (alerts/monitoring.rules.yml), in scrape order
-MONITORING_JOBS = ("prometheus", "alertmanager", "loki", "promtail", "audit-sink")
 SEVERITIES = ("critical", "warning", "info")
+
+
+def monitoring_jobs(config: StackConfig) -> tuple[str, ...]:
+    """The monitoring services MonitoringTargetDown watches (alerts/monitoring.rules.yml), in scrape order."""
+    return ("prometheus", "alertmanager", "loki", deployed_agent(config).name, "audit-sink")
 
 
 def minio_metrics_token(access_key: str, secret_key: str) -> str:
@@ -61,7 +65,8 @@ class ScrapeAddresses:
     prometheus: str
     alertmanager: str
     loki: str
-    promtail: str
+    log_agent: str
+    """The log agent the stack runs, Alloy or Promtail."""
     audit_sink: str
     minio_nodes: tuple[tuple[str, str], ...]
     """(node name, host:port) of every MinIO node."""
@@ -71,11 +76,12 @@ class ScrapeAddresses:
         nodes = tuple(
             (node_name(index), f"{node_name(index)}:{API_PORT}") for index in range(1, config.storage.nodes + 1)
         )
+        agent = deployed_agent(config)
         return cls(
             prometheus=f"localhost:{PROMETHEUS_PORT}",
             alertmanager=f"alertmanager:{ALERTMANAGER_PORT}",
             loki=f"loki:{LOKI_PORT}",
-            promtail=f"promtail:{PROMTAIL_PORT}",
+            log_agent=f"{agent.name}:{agent.port}",
             audit_sink=f"{audit_sink.SERVICE}:{audit_sink.PORT}",
             minio_nodes=nodes,
         )
@@ -92,7 +98,7 @@ def prometheus_yml(
         "prometheus": addresses.prometheus,
         "alertmanager": addresses.alertmanager,
         "loki": addresses.loki,
-        "promtail": addresses.promtail,
+        deployed_agent(config).name: addresses.log_agent,
         "audit-sink": addresses.audit_sink,
     }
     return render_template(
@@ -102,7 +108,7 @@ def prometheus_yml(
         evaluation_interval=settings.evaluation_interval,
         rules_dir=rules_dir,
         alertmanager=addresses.alertmanager,
-        monitoring_jobs=[{"name": job, "target": targets[job], "metrics_path": "/metrics"} for job in MONITORING_JOBS],
+        monitoring_jobs=[{"name": job, "target": targets[job], "metrics_path": "/metrics"} for job in monitoring_jobs(config)],
         minio_jobs=[
             {
                 "name": "minio-cluster",
@@ -158,7 +164,8 @@ def alertmanager_yml(config: StackConfig, token_file: str | None) -> str:
 
 
 def prometheus_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile]:
-    token = minio_metrics_token(secrets.minio_root_user, secrets.minio_root_password)
+    # signed for a user that may only read metrics: root's secret never leaves the storage tier for Prometheus
+    token = minio_metrics_token(METRICS_READER_USER, secrets.metrics_reader_secret_key)
     return [
         RenderedFile(
             "prometheus/prometheus.yml", PROMETHEUS_CONFIG, prometheus_yml(config, ScrapeAddresses.of_stack(config))
@@ -191,6 +198,10 @@ def alertmanager_files(config: StackConfig, secrets: SecretValues) -> list[Rende
 
 
 
+# prom/prometheus and prom/alertmanager run as `nobody` (USER nobody in their Dockerfiles)
+PROMETHEUS_USER = FileOwner(65534, 65534)
+
+
 def _http_probe(url: str) -> Healthcheck:
     """busybox wget in the Prometheus and Alertmanager images."""
     return Healthcheck(["CMD", "wget", "-q", "-O", "/dev/null", url])
@@ -209,7 +220,7 @@ def add_prometheus(tier: Tier) -> None:
                 f"--storage.tsdb.retention.time={settings.prometheus_retention}",
                 f"--web.listen-address=:{PROMETHEUS_PORT}",
             ],
-            uploads=tier.secret_uploads(prometheus_files),
+            uploads=tier.secret_uploads(prometheus_files, PROMETHEUS_USER),
             volumes=[tier.data_mount("prometheus", "/prometheus")],
             # storage-net to scrape MinIO, monitoring-net for everything else
             networks=[segments.storage.attachment("prometheus"), segments.monitoring.attachment("prometheus")],
@@ -233,7 +244,7 @@ def add_alertmanager(tier: Tier) -> None:
                 # a single instance: no gossip port
                 "--cluster.listen-address=",
             ],
-            uploads=tier.secret_uploads(alertmanager_files),
+            uploads=tier.secret_uploads(alertmanager_files, PROMETHEUS_USER),
             volumes=[tier.data_mount("alertmanager", "/alertmanager")],
             networks=[tier.stack.segments.monitoring.attachment("alertmanager")],
             healthcheck=_http_probe(f"http://localhost:{ALERTMANAGER_PORT}/-/ready"),

@@ -8,23 +8,39 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from opscli import catalogue, iam, pgbackup
-from opscli.connection import ENV_ACCESS_KEY, ENV_ENDPOINT, ENV_SECRET_KEY, Connection, explained, resolve_connection, stack_outputs
-from opscli.failures import EXIT_CODE_MEANINGS, ConfigurationError, ExitCode, OpsError, RefusedError
+from opscli.connection import (
+    ENV_ACCESS_KEY,
+    ENV_ADMIN_ENDPOINT,
+    ENV_ENDPOINT,
+    ENV_SECRET_KEY,
+    OPS_ADMIN_SECRET_OUTPUT,
+    OPS_ADMIN_USER,
+    Connection,
+    explained,
+    resolve_connection,
+    stack_outputs,
+)
+from opscli.failures import EXIT_CODE_MEANINGS, AccessDeniedError, ConfigurationError, ExitCode, OpsError, RefusedError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 POLICY_DIR = PROJECT_ROOT / "policies"
 DEFAULT_BACKUP_BUCKET = "backups-postgresql"
 ENV_BACKUP_SECRET_KEY = "OPS_BACKUP_SERVICE_SECRET_KEY"
+ENV_ROOT_ACCESS_KEY = "OPS_ROOT_ACCESS_KEY"
+ENV_ROOT_SECRET_KEY = "OPS_ROOT_SECRET_KEY"
 
 EPILOG = "exit codes:\n" + "\n".join(f"  {code.value:<3} {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items()) + f"""
 
 connection (first source that has each setting wins):
-  flags --endpoint/--access-key, then {ENV_ENDPOINT}/{ENV_ACCESS_KEY}/{ENV_SECRET_KEY},
-  then the stack's outputs (--stack S runs 'pulumi stack output --json --show-secrets', or --outputs-file F).
+  flags --endpoint/--admin-endpoint/--access-key, then {ENV_ENDPOINT}/{ENV_ADMIN_ENDPOINT}/{ENV_ACCESS_KEY}/{ENV_SECRET_KEY},
+  then the stack's outputs (--stack S runs 'pulumi stack output --json --show-secrets', or --outputs-file F):
+  endpoints.s3, endpoints.minioAdmin for admin calls (else the S3 endpoint), and the CLI's own user
+  {OPS_ADMIN_USER} with {OPS_ADMIN_SECRET_OUTPUT}. Root signs in only in 'bootstrap', to create {OPS_ADMIN_USER}.
   The secret key is never a flag. PostgreSQL: flags, else libpq's PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE.
 """
 
@@ -35,7 +51,16 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument("--stack", help="stack name (dev, staging, prod...): its catalogue, and its outputs for the connection")
     group.add_argument("--config-file", type=Path, help="stack file for the catalogue (default: Pulumi.<stack>.yaml)")
     group.add_argument("--outputs-file", type=Path, help="JSON of 'pulumi stack output --json --show-secrets' instead of running pulumi")
-    group.add_argument("--endpoint", help=f"S3 endpoint URL, e.g. https://storage.example.com:9443 (or {ENV_ENDPOINT})")
+    group.add_argument(
+        "--endpoint",
+        help=f"S3 endpoint: https://host:port (TLS) or http://host:port (plain; host:port alone means the same), "
+        f"e.g. https://storage.example.com:9443 (or {ENV_ENDPOINT})",
+    )
+    group.add_argument(
+        "--admin-endpoint",
+        help=f"MinIO admin API URL when it is not the S3 endpoint, e.g. https://127.0.0.1:9444 (or {ENV_ADMIN_ENDPOINT}; "
+        "default: the stack's endpoints.minioAdmin, else the S3 endpoint)",
+    )
     group.add_argument("--access-key", help=f"access key (or {ENV_ACCESS_KEY}); the secret key comes from {ENV_SECRET_KEY}")
     group.add_argument("--ca-file", help="CA certificate that signed the endpoint's TLS certificate")
     group.add_argument("--insecure", action="store_true", help="do not verify the endpoint's TLS certificate (dev stacks)")
@@ -87,11 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     install = command("install-policies", "install (create or update) the IAM policies from policies/*-policy.json")
     install.add_argument("names", nargs="*", help="policies to install (default: all)")
 
-    account = command("create-service-account", "create an access key restricted to one policy; the secret is shown once")
-    account.add_argument("name", help="account name (letters, digits, '_' and '-', up to 32)")
+    account = command(
+        "create-service-account",
+        "create an access key of user sa-NAME, restricted to one policy; the secret goes to a new 0600 file",
+    )
+    account.add_argument("name", help="account name (letters, digits, '_' and '-', up to 32); its owner is user sa-NAME")
     account.add_argument("--policy", required=True, help="policy name, e.g. backup-service, readonly, admin")
     account.add_argument("--description", default="", help="free text stored with the account")
-    account.add_argument("--secret-file", type=Path, help="write the credentials to this new file (mode 0600) instead of stdout")
+    secret_out = account.add_mutually_exclusive_group()
+    secret_out.add_argument("--secret-file", type=Path, help="new file for the credentials, mode 0600 (default: ./NAME.env)")
+    secret_out.add_argument("--print-secret", action="store_true", help="print the secret key once instead of writing a file")
+
+    delete = command("delete-service-account", "delete an access key; its sa-NAME owner goes with its last key")
+    delete.add_argument("access_key", metavar="ACCESS_KEY", help="access key of the service account")
 
     assign = command("assign-policy", "attach an installed policy to a user or group, or restrict a service account to it")
     assign.add_argument("policy", help="policy name")
@@ -100,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--group", help="MinIO group")
     target.add_argument("--service-account", metavar="ACCESS_KEY", help="access key of a service account to restrict to the policy")
 
-    bootstrap = command("bootstrap", "after a deploy: install-policies, sync-buckets, and the backup-service user")
+    bootstrap = command(
+        "bootstrap",
+        f"after a deploy: the {OPS_ADMIN_USER} user (with root, only if it cannot sign in), then as {OPS_ADMIN_USER}: "
+        "install-policies, sync-buckets, the backup-service and metrics-reader users",
+    )
     bootstrap.add_argument("--dry-run", action="store_true", help="show the bucket plan and change nothing")
 
     backup = command("backup-postgres", "stream pg_dump through gzip into the backup bucket (sha256 recorded)")
@@ -142,8 +179,33 @@ class Context:
 
     def outputs(self) -> dict[str, Any]:
         if self._outputs is None:
+            if self.args.stack and self.args.outputs_file is None:
+                self.stack_file()  # an unknown stack is named with the real ones, before pulumi is asked
             self._outputs = stack_outputs(self.args.stack, self.args.outputs_file, PROJECT_ROOT)
         return self._outputs
+
+    def stack_file(self) -> Path:
+        """The stack's Pulumi.<stack>.yaml (or --config-file); a ConfigurationError naming the stacks there are."""
+        from infra.config import StackFileError, stack_file
+
+        try:
+            return stack_file(self.args.stack, PROJECT_ROOT, self.args.config_file)
+        except StackFileError as error:
+            raise ConfigurationError(str(error)) from None
+
+    def _resolve(self, needs_outputs: bool, signed_in_as: tuple[str, str, str] | None = None) -> Connection:
+        args = self.args
+        return resolve_connection(
+            endpoint=args.endpoint,
+            admin_endpoint=args.admin_endpoint,
+            access_key=args.access_key,
+            outputs=self.outputs() if needs_outputs else {},
+            environ=self.environ,
+            verify_tls=not args.insecure,
+            ca_file=args.ca_file,
+            stack_label=f"stack {args.stack!r} outputs" if args.stack else "--outputs-file",
+            signed_in_as=signed_in_as,
+        )
 
     def connection(self) -> Connection:
         if self._connection is None:
@@ -153,32 +215,37 @@ class Context:
                 and (args.access_key or self.environ.get(ENV_ACCESS_KEY))
                 and self.environ.get(ENV_SECRET_KEY)
             )
-            self._connection = resolve_connection(
-                endpoint=args.endpoint,
-                access_key=args.access_key,
-                outputs=self.outputs() if needs_outputs else {},
-                environ=self.environ,
-                verify_tls=not args.insecure,
-                ca_file=args.ca_file,
-                stack_label=f"stack {args.stack!r} outputs" if args.stack else "--outputs-file",
-            )
+            self._connection = self._resolve(needs_outputs)
         return self._connection
+
+    def connection_as(self, access_key: str, secret_key: str, source: str) -> Connection:
+        """The stack's endpoints with other credentials (bootstrap's root and ops-admin)."""
+        needs_outputs = not (self.args.endpoint or self.environ.get(ENV_ENDPOINT))
+        return self._resolve(needs_outputs, (access_key, secret_key, source))
 
     def catalogue(self) -> dict[str, Any]:
         if not self.args.stack:
             raise ConfigurationError("name the stack whose bucket catalogue to use: --stack dev|staging|prod|...")
-        return catalogue.load_catalogue(self.args.stack, self.args.config_file, PROJECT_ROOT)
+        from infra.config import ConfigError
+
+        try:
+            return catalogue.load_catalogue(self.args.stack, self.stack_file(), PROJECT_ROOT)
+        except ConfigError as error:  # a stack file that is not YAML
+            raise ConfigurationError(str(error)) from None
 
     def backup_defaults(self) -> tuple[str, str | None]:
         """(bucket, database) from flags, the environment, then the stack's backup settings."""
         args = self.args
         bucket, database = args.bucket or self.environ.get("OPS_BACKUP_BUCKET"), args.database or self.environ.get("PGDATABASE")
         if (bucket is None or database is None) and args.stack:
-            from infra.config import read_stack_file, split_config
+            from infra.config import ConfigError, read_stack_file, split_config
             from infra.secrets import SECRET_CONFIG_KEYS
 
-            values, encrypted = read_stack_file(args.config_file or PROJECT_ROOT / f"Pulumi.{args.stack}.yaml")
-            config, _ = split_config(args.stack, values, SECRET_CONFIG_KEYS, encrypted)
+            try:
+                values, encrypted = read_stack_file(self.stack_file())
+                config, _ = split_config(args.stack, values, SECRET_CONFIG_KEYS, encrypted)
+            except ConfigError as error:
+                raise ConfigurationError(str(error)) from None
             bucket = bucket or config.backup.bucket
         if database is None and args.stack:
             from infra.identity import POSTGRES_DATABASE
@@ -269,19 +336,34 @@ def cmd_create_service_account(ctx: Context) -> int:
     args = ctx.args
     iam.check_account_name(args.name)
     iam.load_policy(POLICY_DIR, args.policy)
-    if args.secret_file is not None and args.secret_file.exists():
-        raise RefusedError(f"{args.secret_file} already exists: choose a new file, secrets are never overwritten")
+    path: Path | None = None if args.print_secret else (args.secret_file or Path(f"{args.name}.env"))
     connection = ctx.connection()
-    with explained(connection, "create a service account"):
-        account = iam.create_service_account(connection.admin(), POLICY_DIR, args.name, args.policy, args.description)
-    if args.secret_file is not None:
-        iam.write_secret_file(args.secret_file, account)
-        ctx.out(f"service account {account.name}: access key {account.access_key}; secret written to {args.secret_file} (mode 0600)")
+    # the file first: a secret MinIO has made must always have somewhere to go
+    handle: IO[str] | None = iam.open_secret_file(path) if path is not None else None
+    try:
+        with explained(connection, "create a service account"):
+            account = iam.create_service_account(connection.admin(), POLICY_DIR, args.name, args.policy, args.description)
+    except BaseException:
+        if handle is not None and path is not None:
+            handle.close()
+            path.unlink()
+        raise
+    ctx.out(f"service account {account.name} (policy {account.policy}, owner {account.owner})")
+    ctx.out(f"access key: {account.access_key}")
+    if handle is not None:
+        with handle:
+            handle.write(iam.secret_file_text(account))
+        ctx.out(f"secret written to {path} (mode 0600, as OPS_ACCESS_KEY/OPS_SECRET_KEY lines)")
     else:
-        ctx.out(f"service account {account.name} (policy {account.policy})")
-        ctx.out(f"access key: {account.access_key}")
         ctx.out(f"secret key: {account.secret_key}")
         ctx.out("the secret key is shown only this once: store it now")
+    return ExitCode.OK
+
+
+def cmd_delete_service_account(ctx: Context) -> int:
+    connection = ctx.connection()
+    with explained(connection, f"delete service account {ctx.args.access_key}"):
+        ctx.out(iam.delete_service_account(connection.admin(), ctx.args.access_key))
     return ExitCode.OK
 
 
@@ -296,19 +378,104 @@ def cmd_assign_policy(ctx: Context) -> int:
     return ExitCode.OK
 
 
+@dataclass(frozen=True)
+class StackUser:
+    """A MinIO user the stack generates a secret key for, and `bootstrap` creates with it."""
+
+    name: str
+    policy: str
+    output: str
+    """The stack output holding its secret key."""
+    variable: str
+    """The environment variable that may give the secret key instead."""
+
+
+def stack_users() -> list[StackUser]:
+    from infra.secrets import METRICS_READER_USER
+
+    return [
+        StackUser(OPS_ADMIN_USER, iam.ADMIN_POLICY, OPS_ADMIN_SECRET_OUTPUT, "OPS_ADMIN_SECRET_KEY"),
+        StackUser(iam.BACKUP_SERVICE_USER, iam.BACKUP_SERVICE_POLICY, "backupServiceSecretKey", ENV_BACKUP_SECRET_KEY),
+        StackUser(METRICS_READER_USER, iam.METRICS_POLICY, "metricsReaderSecretKey", "OPS_METRICS_READER_SECRET_KEY"),
+    ]
+
+
+def _ops_admin_problem(ops: Connection) -> str | None:
+    """Why ops-admin cannot administer the cluster yet, or None when it can."""
+    try:
+        with explained(ops, f"read user {OPS_ADMIN_USER}"):
+            # a user may always read itself (GetUser is deny-only for oneself), so this also works without the policy
+            policies = iam.attached_policies(ops.admin(), OPS_ADMIN_USER)
+    except AccessDeniedError:
+        return "it does not exist yet, or has another secret key"
+    if iam.ADMIN_POLICY not in (policies or []):
+        return f"it lacks the {iam.ADMIN_POLICY} policy"
+    return None
+
+
+def _root(ctx: Context, why: str) -> Connection:
+    outputs = ctx.outputs()
+    access_key = ctx.environ.get(ENV_ROOT_ACCESS_KEY) or outputs.get("minioRootUser")
+    secret_key = ctx.environ.get(ENV_ROOT_SECRET_KEY) or outputs.get("minioRootPassword")
+    if not (access_key and secret_key):
+        raise ConfigurationError(
+            f"{OPS_ADMIN_USER} cannot sign in ({why}) and only root can create it: set {ENV_ROOT_ACCESS_KEY} and "
+            f"{ENV_ROOT_SECRET_KEY}, or use --stack/--outputs-file (minioRootUser, minioRootPassword)"
+        )
+    return ctx.connection_as(str(access_key), str(secret_key), "root credentials")
+
+
+def _warn_about_root_keys(ctx: Context, ops: Connection) -> None:
+    outputs = ctx.outputs()
+    root_user = ctx.environ.get(ENV_ROOT_ACCESS_KEY) or outputs.get("minioRootUser")
+    if not root_user:
+        return
+    with explained(ops, "list the service accounts of root"):
+        keys = iam.service_accounts_of(ops.admin(), str(root_user))
+    if keys:
+        ctx.out(
+            f"warning: {len(keys)} service account(s) belong to root: {', '.join(keys)}. On MinIO before "
+            "RELEASE.2025-10-15T17-29-55Z such a key can mint an unrestricted root key (GHSA-jjjj-jwhf-8rgr): "
+            "replace each with 'create-service-account NAME --policy P', then 'delete-service-account KEY'"
+        )
+
+
 def cmd_bootstrap(ctx: Context) -> int:
-    secret = ctx.environ.get(ENV_BACKUP_SECRET_KEY) or ctx.outputs().get("backupServiceSecretKey")
-    if not secret:
-        raise ConfigurationError(f"no backup-service secret: set {ENV_BACKUP_SECRET_KEY} or use --stack/--outputs-file")
+    """Root signs in only when ops-admin cannot: on a new cluster nobody else holds admin:CreateUser,
+    admin:CreatePolicy and admin:AttachUserOrGroupPolicy (MinIO grants root everything as the owner)."""
+    outputs = ctx.outputs()
+    users = stack_users()
+    secrets = {user.name: ctx.environ.get(user.variable) or outputs.get(user.output) for user in users}
+    missing = [user for user in users if not secrets[user.name]]
+    if missing:
+        raise ConfigurationError(
+            "no secret key for " + ", ".join(f"{u.name} (set {u.variable} or use --stack/--outputs-file: {u.output})" for u in missing)
+        )
+    ops = ctx.connection_as(OPS_ADMIN_USER, str(secrets[OPS_ADMIN_USER]), f"{OPS_ADMIN_USER} ({OPS_ADMIN_SECRET_OUTPUT})")
+    problem = _ops_admin_problem(ops)
+    if problem is None:
+        ctx.out(f"{OPS_ADMIN_USER} signs in with the admin policy: root is not needed")
+    elif ctx.args.dry_run:
+        ctx.out(f"{OPS_ADMIN_USER} cannot sign in yet ({problem}): bootstrap creates it with the root credentials")
+        ctx.out("dry run: nothing was changed (the bucket plan needs the ops-admin user)")
+        return ExitCode.OK
+    else:
+        root = _root(ctx, problem)
+        with explained(root, f"create the {OPS_ADMIN_USER} user"):
+            admin = root.admin()
+            iam.install_policies(admin, POLICY_DIR, [iam.ADMIN_POLICY])
+            ctx.out(iam.ensure_user(admin, POLICY_DIR, OPS_ADMIN_USER, iam.ADMIN_POLICY, str(secrets[OPS_ADMIN_USER])) + " (set with root)")
+    ctx._connection = ops  # everything else as ops-admin
+    ctx.args.names, ctx.args.prune = [], False  # every policy; never prune
     if not ctx.args.dry_run:
         cmd_install_policies(ctx)
-    ctx.args.prune = False
     cmd_sync_buckets(ctx)
     if ctx.args.dry_run:
         return ExitCode.OK
-    connection = ctx.connection()
-    with explained(connection, "create the backup-service user"):
-        ctx.out(iam.ensure_backup_service_user(connection.admin(), POLICY_DIR, str(secret)))
+    with explained(ops, "create the stack's users"):
+        for user in users[1:]:
+            ctx.out(iam.ensure_user(ops.admin(), POLICY_DIR, user.name, user.policy, str(secrets[user.name])))
+    _warn_about_root_keys(ctx, ops)
     return ExitCode.OK
 
 
@@ -390,6 +557,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "list-buckets": cmd_list_buckets,
     "install-policies": cmd_install_policies,
     "create-service-account": cmd_create_service_account,
+    "delete-service-account": cmd_delete_service_account,
     "assign-policy": cmd_assign_policy,
     "bootstrap": cmd_bootstrap,
     "backup-postgres": cmd_backup_postgres,

@@ -19,11 +19,11 @@ import yaml
 from dashboards import minio_overview
 from tests.conftest import require_tool
 from tests.config.monitoring_render import ALLOWED_METRICS, metric_names, render
-from tests.config.promtail_pipeline import parse_selector
+from tests.config.pipeline_emulator import parse_selector
 
 GRAFANA_VARIABLES = re.compile(r"\$__(rate_interval|interval|range)")
-# the labels a stream carries after Promtail (see templates/promtail/promtail.yml.j2)
-PROMTAIL_LABELS = {"container", "service", "stack", "stream", "op_type", "security_event"}
+# the labels a stream carries after the log agent (infra/monitoring/log_pipeline.py)
+LOG_AGENT_LABELS = {"container", "service", "stack", "stream", "op_type", "security_event"}
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +103,11 @@ def test_datasource_uids_match_the_provisioned_datasources(dashboard: dict[str, 
             assert by_uid.get(reference["uid"]) == reference["type"], f"{panel['title']}: {reference}"
 
 
-def test_the_security_events_panel_selects_labels_promtail_sets(dashboard: dict[str, Any]) -> None:
+def test_the_security_events_panel_selects_labels_the_log_agent_sets(dashboard: dict[str, Any]) -> None:
     (logs,) = [panel for panel in panels(dashboard) if panel["type"] == "logs"]
     (target,) = logs["targets"]
     labels = {name for name, _, _ in parse_selector(target["expr"])}
-    assert labels <= PROMTAIL_LABELS
+    assert labels <= LOG_AGENT_LABELS
     assert "security_event" in labels
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from infra.__main__ import load_stack
-from infra.monitoring.metrics import ALERTS_DIR, METRICS_TOKEN_EXPIRES, MONITORING_JOBS, alert_rule_files
+from infra.monitoring.metrics import ALERTS_DIR, METRICS_TOKEN_EXPIRES, alert_rule_files, monitoring_jobs
 from infra.runbook import COMMITTED_RUNBOOK_URL, runbook_url
 from infra.secrets import SecretValues
 from tests.conftest import require_tool
@@ -141,7 +141,8 @@ def test_minio_jobs_scrape_every_node_with_the_bearer_token_file(rendered: Path)
             "type": "Bearer",
             "credentials_file": "/etc/prometheus/secrets/minio-metrics-token",
         }
-    for job in MONITORING_JOBS:
+    # the shipped stacks all run the default log agent
+    for job in monitoring_jobs(load_stack("dev", None)):
         assert job in jobs
     assert document["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
     assert document["rule_files"] == ["/etc/prometheus/rules/*.yml"]
@@ -153,8 +154,8 @@ def test_the_metrics_token_is_minio_s_hs512_jwt_and_deterministic(rendered: Path
     secrets = SecretValues.throwaway()
     token = (rendered / "prometheus" / "secrets" / "minio-metrics-token").read_text().strip()
     assert jwt.get_unverified_header(token)["alg"] == "HS512"
-    claims = jwt.decode(token, secrets.minio_root_password, algorithms=["HS512"], issuer="prometheus")
-    assert claims == {"sub": secrets.minio_root_user, "iss": "prometheus", "exp": METRICS_TOKEN_EXPIRES}
+    claims = jwt.decode(token, secrets.metrics_reader_secret_key, algorithms=["HS512"], issuer="prometheus")
+    assert claims == {"sub": "metrics-reader", "iss": "prometheus", "exp": METRICS_TOKEN_EXPIRES}
     # no issued-at, fixed expiry: the same credentials always give the same file, so updates leave Prometheus alone
     again = render("dev", tmp_path / "again") / "prometheus" / "secrets" / "minio-metrics-token"
     assert again.read_text().strip() == token

@@ -3,7 +3,7 @@
 - STAND-IN MinIO nodes: small HTTP servers serving MinIO's metrics v2 text format at
   /minio/v2/metrics/{cluster,node,bucket}, checking the bearer JWT the way MinIO does (HS512,
   signed with the root secret key). They are fixtures, not MinIO; nothing they do is MinIO behaviour.
-- A stand-in for the monitoring services' /metrics (Loki, Promtail, the audit sink are not here).
+- A stand-in for the monitoring services' /metrics (Loki, the log agent, the audit sink are not here).
 - A webhook receiver recording every Alertmanager notification with its arrival time.
 
 Used by tests/lab/test_alert_path.py and tests/bench/bench_alert_latency.py. Every wait is bounded.
@@ -342,7 +342,7 @@ def alert_lab(workdir: Path, timing: LabTiming = LabTiming()) -> Iterator[AlertL
         prometheus=prometheus_address,
         alertmanager=alertmanager_address,
         loki=services_address,
-        promtail=services_address,
+        log_agent=services_address,
         audit_sink=services_address,
         minio_nodes=tuple((f"minio{node.index}", f"{node.host}:{node.port}") for node in nodes),
     )

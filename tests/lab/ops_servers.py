@@ -26,6 +26,8 @@ from tests.conftest import ROOT, require_tool
 
 STANDIN_ACCESS_KEY = "opsadmin"
 STANDIN_SECRET_KEY = "stand-in-secret-key-0123456789"
+# the CLI's own user, as the stack's outputs name it (access key ops-admin, secret opsAdminSecretKey)
+OPS_ADMIN_SECRET_KEY = "stand-in-ops-admin-secret-0123"
 
 
 def free_port(host: str, also_plus: int = 0) -> int:
@@ -84,7 +86,12 @@ def seaweedfs_s3(host: str) -> Iterator[S3StandIn]:
                 "name": "ops",
                 "credentials": [{"accessKey": STANDIN_ACCESS_KEY, "secretKey": STANDIN_SECRET_KEY}],
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }
+            },
+            {
+                "name": "ops-admin",
+                "credentials": [{"accessKey": "ops-admin", "secretKey": OPS_ADMIN_SECRET_KEY}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            },
         ]
     }
     (workdir / "s3.json").write_text(json.dumps(identities))

@@ -1,15 +1,19 @@
 """Real nginx running the rendered edge configuration on loopback, and the stand-in upstreams behind it.
 
 The proxy's configuration comes from the same template and context builder as the deployed
-one (`render_nginx_conf`); only the upstream addresses, listen address, ports and file paths
-are the lab's. Stand-ins are named as such: SeaweedFS (an S3 server that is not MinIO) and small
-recording HTTP servers standing in for the console, Keycloak and Grafana.
+one (`render_nginx_conf`); only the upstream addresses, listen address, ports, file paths and
+the address standing in for the edge network's gateway are the lab's. Clients bind to chosen
+127.0.3.x source addresses to stand on either side of an allow list. Stand-ins are named as
+such: SeaweedFS (an S3 server that is not MinIO) and small recording HTTP servers standing in
+for the console, Keycloak and Grafana.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
+import ssl
 import os
 import signal
 import socket
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from infra.config import StackConfig, parse_stack_config
 from infra.edge import ProxyBuffers, ProxyRuntime, ProxyUpstreams, render_nginx_conf, runbook_page, throwaway_certificate
@@ -31,6 +36,12 @@ S3_GATEWAY_ADDRESSES = ("127.0.3.10", "127.0.3.11", "127.0.3.12", "127.0.3.13")
 SEAWEED_ADDRESS = "127.0.3.20"
 WEB_STAND_IN_ADDRESS = "127.0.3.30"
 STREAM_STAND_IN_ADDRESS = "127.0.3.31"
+# client source addresses: inside and outside the allow range the exposure tests render, and the
+# address standing in for the edge network's gateway (where the Docker host's own connections come from)
+ALLOWED_RANGE = "127.0.3.40/30"
+INSIDE_CLIENT_ADDRESS = "127.0.3.41"
+OUTSIDE_CLIENT_ADDRESS = "127.0.3.50"
+HOST_GATEWAY_ADDRESS = "127.0.3.60"
 ACCESS_KEY = "labaccesskey"
 SECRET_KEY = "labsecretkey-0123456789"
 STARTUP_SECONDS = 30.0
@@ -70,20 +81,21 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
             process.wait(timeout=10)
 
 
-def lab_stack(tls: bool = False, max_body_size: str = "2g", **edge: Any) -> StackConfig:
+def lab_stack(tls: bool = False, max_body_size: str = "2g", identity: dict[str, Any] | None = None, **edge: Any) -> StackConfig:
     """A dev stack whose edge listens on free loopback ports (public host = the lab proxy's address)."""
-    s3_port, s3_tls_port, http_port, https_port = free_ports(PROXY_ADDRESS, 4)
+    s3_port, s3_tls_port, http_port, https_port, admin_port = free_ports(PROXY_ADDRESS, 5)
     settings: dict[str, Any] = {
         "publicHost": PROXY_ADDRESS,
         "s3Port": s3_port,
         "s3TlsPort": s3_tls_port,
         "httpPort": http_port,
         "httpsPort": https_port,
+        "adminPort": admin_port,
         "maxBodySize": max_body_size,
         "tls": {"mode": "self-signed" if tls else "off"},
         **edge,
     }
-    return parse_stack_config("lab", {"environment": "dev", "name": "lab", "edge": settings})
+    return parse_stack_config("lab", {"environment": "dev", "name": "lab", "edge": settings, "identity": identity or {}})
 
 
 def all_upstreams_at(endpoint: str) -> ProxyUpstreams:
@@ -112,6 +124,7 @@ class LabProxy:
             key=str(self.root / "tls" / "server.key"),
             listen_address=PROXY_ADDRESS,
             runbook_dir=str(self.root / "runbook"),
+            host_gateway=HOST_GATEWAY_ADDRESS,
         )
 
     @property
@@ -128,9 +141,13 @@ class LabProxy:
         edge = self.config.edge
         return edge.https_port if self.tls else edge.http_port
 
+    @property
+    def admin_port(self) -> int:
+        return self.config.edge.admin_port
+
     def url(self, listener: str, path: str = "/") -> str:
         scheme = "https" if self.tls else "http"
-        port = {"s3": self.s3_port, "web": self.web_port, "http": self.config.edge.http_port}[listener]
+        port = {"s3": self.s3_port, "web": self.web_port, "http": self.config.edge.http_port, "admin": self.admin_port}[listener]
         if listener == "http":
             scheme = "http"
         return f"{scheme}://{PROXY_ADDRESS}:{port}{path}"
@@ -155,6 +172,7 @@ class LabProxy:
         )
         wait_for_port(PROXY_ADDRESS, self.s3_port, self.process)
         wait_for_port(PROXY_ADDRESS, self.web_port, self.process)
+        wait_for_port(PROXY_ADDRESS, self.admin_port, self.process)
         return self
 
     def stop(self) -> None:
@@ -196,6 +214,40 @@ class LabProxy:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no access-log entry for {path} after {seconds}s")
             time.sleep(0.05)
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+def request_from(
+    source: str,
+    url: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    ca_file: Path | None = None,
+) -> Answer:
+    """One request from the loopback address `source` (not 127.0.0.1), so nginx sees that client address."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        connection = http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=10, source_address=(source, 0), context=context
+        )
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10, source_address=(source, 0))
+    try:
+        connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body=body, headers=headers or {})
+        answer = connection.getresponse()
+        return Answer(answer.status, answer.headers, answer.read())
+    finally:
+        connection.close()
 
 
 @contextlib.contextmanager
@@ -309,7 +361,8 @@ class RecordingStandIn:
     """An HTTP server standing in for the console, Keycloak or Grafana: records what reaches it.
 
     It also answers a WebSocket upgrade (101, then echoes bytes back), streams a download of
-    any size (`GET /download/<bytes>`) and drains uploads, counting bytes as they pass.
+    any size (`GET /download/<bytes>`) and drains uploads, counting bytes as they pass. A test
+    may make its answers carry `response_headers` or wait `delay_seconds` before answering.
     """
 
     def __init__(self, address: str) -> None:
@@ -317,6 +370,8 @@ class RecordingStandIn:
         self.received = 0
         self.sent = 0
         self.download_finished = threading.Event()
+        self.response_headers: dict[str, str] = {}
+        self.delay_seconds = 0.0
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -329,9 +384,13 @@ class RecordingStandIn:
                 stand_in.requests.append(Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
 
             def answer(self, body: bytes, status: int = 200) -> None:
+                if stand_in.delay_seconds:
+                    time.sleep(stand_in.delay_seconds)
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in stand_in.response_headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -400,6 +459,8 @@ class RecordingStandIn:
         self.requests.clear()
         self.received = self.sent = 0
         self.download_finished.clear()
+        self.response_headers = {}
+        self.delay_seconds = 0.0
 
 
 @contextlib.contextmanager

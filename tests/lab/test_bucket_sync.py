@@ -18,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from ops_servers import S3StandIn, run_ops, seaweedfs_s3
+from ops_servers import OPS_ADMIN_SECRET_KEY, S3StandIn, free_port, run_ops, seaweedfs_s3
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.lab
@@ -166,3 +166,36 @@ def test_create_bucket_on_an_existing_bucket_changes_only_what_it_is_asked(s3: S
     assert client.get_bucket_versioning("kept-versioned").status == "Enabled"
     rule = client.get_bucket_lifecycle("kept-versioned").rules[0]
     assert rule.expiration.days == 5 and rule.noncurrent_version_expiration.noncurrent_days == 5
+
+
+def outputs_file(tmp_path: Path, s3: S3StandIn, **extra: object) -> Path:
+    # root's credentials are in every stack's outputs; the stand-in does not know them
+    values = {"endpoints": {"s3": s3.url}, "minioRootUser": "root-not-on-the-stand-in", "minioRootPassword": "x" * 24, **extra}
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(values))
+    return path
+
+
+def test_from_stack_outputs_the_cli_signs_in_as_ops_admin_never_as_root(s3: S3StandIn, tmp_path: Path) -> None:
+    with_ops_admin = outputs_file(tmp_path, s3, opsAdminSecretKey=OPS_ADMIN_SECRET_KEY)
+    listed = run_ops(["list-buckets", "--outputs-file", str(with_ops_admin), "--json"], {})
+    assert listed.returncode == 0, listed.stderr
+
+    root_only = outputs_file(tmp_path, s3)
+    refused = run_ops(["list-buckets", "--outputs-file", str(root_only)], {})
+    assert refused.returncode == 3 and "opsAdminSecretKey" in refused.stderr and "bootstrap" in refused.stderr
+
+
+def test_s3_calls_keep_the_s3_endpoint_when_the_outputs_name_an_admin_listener(s3: S3StandIn, tmp_path: Path) -> None:
+    # the admin listener is closed: any S3 call sent there would fail as unreachable
+    closed = f"http://127.0.5.20:{free_port('127.0.5.20')}"
+    outputs = outputs_file(tmp_path, s3, opsAdminSecretKey=OPS_ADMIN_SECRET_KEY, endpoints={"s3": s3.url, "minioAdmin": closed})
+    config = stack_file(tmp_path, dict(CATALOGUE, **{"admin-listener-check": {"purpose": "made through the S3 endpoint"}}))
+
+    synced = run_ops(["sync-buckets", "--stack", "lab", "--config-file", str(config), "--outputs-file", str(outputs)], {})
+    policies = run_ops(["install-policies", "readonly", "--outputs-file", str(outputs)], {})
+
+    assert synced.returncode == 0, synced.stderr
+    assert s3.client().bucket_exists("admin-listener-check")
+    # admin calls do go to the admin listener (here closed), and the error names it
+    assert policies.returncode == 4 and f"cannot reach {closed}" in policies.stderr

@@ -15,6 +15,8 @@ import requests
 import urllib3
 
 from tests.lab.proxy_lab import (
+    HOST_GATEWAY_ADDRESS,
+    OUTSIDE_CLIENT_ADDRESS,
     PROXY_ADDRESS,
     WEB_STAND_IN_ADDRESS,
     LabProxy,
@@ -22,6 +24,7 @@ from tests.lab.proxy_lab import (
     all_upstreams_at,
     lab_stack,
     recording_stand_in,
+    request_from,
     running_proxy,
 )
 
@@ -89,3 +92,14 @@ def test_s3_over_https_passes_host_and_scheme_to_the_upstream(proxy: LabProxy, s
     assert request.path == "/lab-bucket/key"
     assert request.headers["host"] == f"{PROXY_ADDRESS}:{proxy.s3_port}"
     assert request.headers["x-forwarded-proto"] == "https"
+
+
+def test_the_admin_listener_speaks_https_with_the_stack_certificate(proxy: LabProxy, stand_in: RecordingStandIn) -> None:
+    stand_in.reset()
+    certificate = proxy.root / "tls" / "server.crt"
+    assert proxy.url("admin", "/").startswith("https://")
+    answer = request_from(HOST_GATEWAY_ADDRESS, proxy.url("admin", "/minio/admin/v3/info"), ca_file=certificate)
+    assert answer.status == 200
+    [request] = stand_in.requests
+    assert request.path == "/minio/admin/v3/info" and request.headers["x-forwarded-proto"] == "https"
+    assert request_from(OUTSIDE_CLIENT_ADDRESS, proxy.url("admin", "/minio/admin/v3/info"), ca_file=certificate).status == 403

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[index] = item
         if deployment is None:
             item.add_marker(pytest.mark.skip(reason=NO_DEPLOYMENT))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Every skip for want of a deployment is reported at one place, so the summary says it once."""
+    report: pytest.TestReport = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and report.longrepr[2].endswith(NO_DEPLOYMENT):
+        report.longrepr = (str(SMOKE_DIR), None, NO_DEPLOYMENT)
+    return report
 
 
 @pytest.fixture(scope="session")

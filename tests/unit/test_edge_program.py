@@ -39,19 +39,30 @@ def test_only_the_edge_proxy_publishes_ports(deployment: Deployment) -> None:
 PORT_OFFSETS = {"prod": 0, "staging": 10000, "dev": 20000}
 
 
-def test_with_tls_on_the_proxy_publishes_s3_tls_http_and_https_on_the_bind_address(deployment: Deployment) -> None:
+def test_with_tls_on_the_proxy_publishes_s3_tls_http_and_https_on_the_bind_address_and_admin_on_loopback(
+    deployment: Deployment,
+) -> None:
     offset = PORT_OFFSETS[deployment.outputs["environment"]]
     assert published(proxy(deployment)) == {
-        ("0.0.0.0", 9443 + offset, 9443 + offset), ("0.0.0.0", 80 + offset, 80 + offset), ("0.0.0.0", 443 + offset, 443 + offset)
+        ("0.0.0.0", 9443 + offset, 9443 + offset), ("0.0.0.0", 80 + offset, 80 + offset), ("0.0.0.0", 443 + offset, 443 + offset),
+        ("127.0.0.1", 9444 + offset, 9444 + offset),
     }
 
 
-def test_with_tls_off_the_proxy_publishes_plain_s3_and_http_only() -> None:
+def test_with_tls_off_the_proxy_publishes_plain_s3_and_http_and_the_admin_listener_on_loopback() -> None:
     edge = {"tls": {"mode": "off"}, "bindAddress": "127.0.0.1", "s3Port": 19000, "httpPort": 8080}
     deployment = deploy("dev", overrides={"edge": edge})
-    assert published(proxy(deployment)) == {("127.0.0.1", 19000, 19000), ("127.0.0.1", 8080, 8080)}
+    assert published(proxy(deployment)) == {("127.0.0.1", 19000, 19000), ("127.0.0.1", 8080, 8080), ("127.0.0.1", 9444, 9444)}
     assert deployment.outputs["endpoints"]["s3"] == "http://localhost:19000"
+    assert deployment.outputs["endpoints"]["minioAdmin"] == "http://127.0.0.1:9444"
     assert not deployment.of_type(SELF_SIGNED)
+
+
+def test_the_admin_listener_stays_on_loopback_whatever_the_bind_address() -> None:
+    deployment = deploy("dev", overrides={"edge": {"bindAddress": "192.0.2.10", "adminPort": 30444}})
+    ports = published(proxy(deployment))
+    assert ("127.0.0.1", 30444, 30444) in ports
+    assert {ip for ip, external, _ in ports if external != 30444} == {"192.0.2.10"}
 
 
 def test_proxy_joins_edge_storage_and_monitoring_at_fixed_addresses(deployment: Deployment) -> None:
@@ -80,6 +91,8 @@ def test_dev_and_staging_get_a_certificate_generated_by_the_program(stack: str) 
     deployment = deploy(stack)
     [certificate] = deployment.of_type(SELF_SIGNED)
     assert certificate.inputs["dnsNames"] == ["localhost"]
+    # the admin listener's URL is https://127.0.0.1:<port>: the certificate names that address too
+    assert certificate.inputs["ipAddresses"] == ["127.0.0.1"]
     # the mock's generated certificate is what nginx receives
     assert "BEGIN CERTIFICATE" in proxy(deployment).uploads()["/etc/nginx/tls/server.crt"]
 
@@ -123,3 +136,22 @@ def test_endpoints_name_the_public_urls_of_every_service(deployment: Deployment)
     assert endpoints["grafana"] == f"{web}/monitoring/grafana/"
     assert endpoints["keycloak"] == f"{web}/auth"
     assert endpoints["keycloakIssuer"] == f"{web}/auth/realms/minio-platform"
+    assert endpoints["minioAdmin"] == f"https://127.0.0.1:{9444 + offset}"
+
+
+def grafana_envs(deployment: Deployment) -> dict[str, str]:
+    grafana = deployment.named("grafana", CONTAINER)
+    return dict(item.split("=", 1) for item in grafana.inputs["envs"])
+
+
+def test_grafana_cookies_are_secure_behind_tls_and_same_site_lax(deployment: Deployment) -> None:
+    envs = grafana_envs(deployment)
+    assert envs["GF_SECURITY_COOKIE_SECURE"] == "true"
+    assert envs["GF_SECURITY_COOKIE_SAMESITE"] == "lax"
+
+
+def test_with_tls_off_grafana_cookies_cannot_be_secure() -> None:
+    # a browser drops Secure cookies set over plain HTTP: Grafana's login would never stick
+    envs = grafana_envs(deploy("dev", overrides={"edge": {"tls": {"mode": "off"}}}))
+    assert envs["GF_SECURITY_COOKIE_SECURE"] == "false"
+    assert envs["GF_SECURITY_COOKIE_SAMESITE"] == "lax"

@@ -1,17 +1,19 @@
-"""Edge settings and the pure nginx rendering: validation messages, upstream addresses, limits, TLS."""
+"""Edge settings and the pure nginx rendering: validation messages, upstream addresses, exposure, limits, TLS."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from infra.config import ConfigError, parse_stack_config
+from infra.config import PROJECT, ConfigError, StackConfig, parse_stack_config, read_stack_file
 from infra.edge import ProxyUpstreams, edge_files, render_nginx_conf, throwaway_certificate
-from infra.networks import host_address
+from infra.networks import gateway_address, host_address
 from infra.secrets import SecretValues
+from tests.conftest import ROOT
 
 
 def test_bad_edge_values_are_all_reported_with_key_value_and_what_is_allowed() -> None:
@@ -126,10 +128,276 @@ def test_throwaway_certificate_names_an_address_as_an_ip_san() -> None:
 
 def test_every_proxied_location_sets_host_and_forwarded_headers_itself() -> None:
     # a location with any proxy_set_header inherits none from the http block
-    text = render_nginx_conf(parse_stack_config("dev", {}))
-    locations = re.findall(r"location [^{]+\{(.*?)\n        \}", text, re.S)
-    proxied = [body for body in locations if "proxy_pass" in body]
-    assert len(proxied) == 4
-    for body in proxied:
-        for header in ("Host $http_host", "X-Forwarded-For", "X-Forwarded-Proto $scheme", "X-Real-IP"):
-            assert f"proxy_set_header {header}" in body, body
+    config = parse_stack_config("dev", {})
+    proxied = [block for block in nginx_blocks(render_nginx_conf(config)) if block.kind == "location" and block.has("proxy_pass")]
+    assert {(listener_of(config, block), block.argument) for block in proxied} == {
+        ("s3", "/"), ("s3", "/minio/admin"), ("admin", "/"),
+        ("web", "/minio-console/"), ("web", "/minio-console/api/v1/login"),
+        ("web", "~ ^/minio-console/api/v1/buckets/[^/]+/objects/upload$"),
+        ("web", "/monitoring/grafana/"), ("web", "/monitoring/grafana/login"),
+        ("web", "/auth/realms/minio-platform/"), ("web", "/auth/realms/minio-platform/login-actions/"),
+        ("web", "/auth/realms/minio-platform/protocol/openid-connect/token"),
+        ("web", "/auth/resources/"), ("web", "/auth/js/"), ("web", "/auth/admin/"), ("web", "/auth/realms/master/"),
+    }
+    for block in proxied:
+        for header in ("Host $http_host", "X-Forwarded-For $remote_addr", "X-Forwarded-Proto $scheme", "X-Real-IP $remote_addr"):
+            assert block.has(f"proxy_set_header {header}"), block
+
+
+# ---- what each listener exposes, to whom -------------------------------------------------------
+
+
+@dataclass
+class Block:
+    """One `{ ... }` block of a rendered nginx.conf with the directives written directly inside it."""
+
+    kind: str
+    argument: str
+    parents: tuple[Block, ...]
+    directives: list[str] = field(default_factory=list)
+
+    def has(self, directive: str) -> bool:
+        return any(d == directive or d.startswith(directive + " ") for d in self.directives)
+
+    def values(self, name: str) -> list[str]:
+        return [d.removeprefix(name + " ") for d in self.directives if d.startswith(name + " ")]
+
+    @property
+    def server(self) -> Block:
+        return next(b for b in (self, *reversed(self.parents)) if b.kind == "server")
+
+
+def nginx_blocks(text: str) -> list[Block]:
+    """Every block of `text`, in order (the template writes one directive or brace per line)."""
+    found: list[Block] = []
+    open_blocks: list[Block] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("{"):
+            kind, _, argument = line[:-1].strip().partition(" ")
+            block = Block(kind, argument.strip(), tuple(open_blocks))
+            found.append(block)
+            open_blocks.append(block)
+        elif line == "}":
+            open_blocks.pop()
+        elif open_blocks:
+            open_blocks[-1].directives.append(line.rstrip(";"))
+    assert not open_blocks, "unbalanced braces"
+    return found
+
+
+def port_of(server: Block) -> int:
+    [listen] = server.values("listen")
+    return int(listen.split()[0].rsplit(":", 1)[-1])
+
+
+def listener_of(config: StackConfig, block: Block) -> str:
+    """Which listener ('s3', 'admin', 'web', 'http') a block belongs to."""
+    edge, tls = config.edge, config.edge.tls_enabled(config.environment)
+    ports = {
+        edge.s3_tls_port if tls else edge.s3_port: "s3",
+        edge.admin_port: "admin",
+        edge.https_port if tls else edge.http_port: "web",
+    }
+    return ports.get(port_of(block.server), "http")
+
+
+def location(config: StackConfig, blocks: list[Block], listener: str, argument: str) -> Block:
+    [found] = [b for b in blocks if b.kind == "location" and b.argument == argument and listener_of(config, b) == listener]
+    return found
+
+
+STACKS = ["dev", "staging", "prod"]
+
+
+def shipped(stack: str) -> StackConfig:
+    """The stack as its Pulumi.<stack>.yaml configures it (prod with the host name an operator must give)."""
+    values, _ = read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
+    flat = {key.removeprefix(f"{PROJECT}:"): value for key, value in values.items()}
+    if stack == "prod":
+        flat["edge"] = {"publicHost": "storage.example.com", **(flat.get("edge") or {})}
+    return parse_stack_config(stack, flat)
+
+
+def listeners_by_port(blocks: list[Block]) -> dict[int, Block]:
+    return {port_of(b): b for b in blocks if b.kind == "server"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_public_s3_listener_refuses_the_admin_api_to_everyone_by_default(stack: str) -> None:
+    config = shipped(stack)
+    blocks = nginx_blocks(render_nginx_conf(config))
+    s3 = listeners_by_port(blocks)[config.edge.s3_tls_port]
+    [admin] = [b for b in blocks if b.kind == "location" and b.argument == "/minio/admin" and b.server is s3]
+    assert admin.values("allow") == [] and admin.has("deny all")
+    assert admin.values("error_page") == ["403 @admin_refused"]
+    [refused] = [b for b in blocks if b.kind == "location" and b.argument == "@admin_refused" and b.server is s3]
+    assert any(d.startswith("return 403 '<?xml") and "<Code>AccessDenied</Code>" in d for d in refused.directives)
+    # the rest of the S3 API stays open to everyone
+    [root] = [b for b in blocks if b.kind == "location" and b.argument == "/" and b.server is s3]
+    assert not root.has("deny") and root.values("proxy_pass") == ["http://minio_s3"]
+
+
+def test_edge_admin_allow_from_admits_those_ranges_to_the_admin_api_on_the_public_listener() -> None:
+    config = parse_stack_config("dev", {"edge": {"adminAllowFrom": ["198.51.100.0/24", "203.0.113.7"]}})
+    admin = location(config, nginx_blocks(render_nginx_conf(config)), "s3", "/minio/admin")
+    assert admin.values("allow") == ["198.51.100.0/24", "203.0.113.7/32"]
+    assert admin.directives.index("deny all") > admin.directives.index("allow 203.0.113.7/32")
+    assert admin.values("proxy_pass") == ["http://minio_s3"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_admin_listener_serves_all_of_s3_to_the_edge_networks_gateway_only(stack: str) -> None:
+    config = shipped(stack)
+    blocks = nginx_blocks(render_nginx_conf(config))
+    server = listeners_by_port(blocks)[config.edge.admin_port]
+    # TLS on every shipped stack, with the stack's certificate (the ops CLI trusts the exported one)
+    assert server.values("listen") == [f"{config.edge.admin_port} ssl"]
+    assert server.values("allow") == [gateway_address(config.networks.edge.subnet)]
+    assert server.directives.index("deny all") > server.directives.index("allow " + server.values("allow")[0])
+    assert server.values("client_max_body_size") == [config.edge.max_body_size]
+    [root] = [b for b in blocks if b.kind == "location" and b.server is server]
+    assert root.argument == "/" and root.values("proxy_pass") == ["http://minio_s3"]
+    assert not root.has("deny")
+
+
+def test_with_tls_off_the_admin_listener_is_plain_http_like_the_others() -> None:
+    config = parse_stack_config("dev", {"edge": {"tls": {"mode": "off"}, "adminPort": 19444}})
+    server = listeners_by_port(nginx_blocks(render_nginx_conf(config)))[19444]
+    assert server.values("listen") == ["19444"]
+    assert config.edge.admin_url("dev") == "http://127.0.0.1:19444"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_keycloak_exposes_the_realm_resources_and_js_and_keeps_the_admin_console_to_its_allow_list(stack: str) -> None:
+    config = shipped(stack)
+    blocks = nginx_blocks(render_nginx_conf(config))
+    keycloak = [b for b in blocks if b.kind == "location" and b.argument.startswith("/auth")]
+    open_paths = {b.argument for b in keycloak if b.values("proxy_pass") == ["http://keycloak"] and not b.has("deny")}
+    realm = f"/auth/realms/{config.identity.realm}/"
+    assert open_paths == {
+        realm, f"{realm}login-actions/", f"{realm}protocol/openid-connect/token", "/auth/resources/", "/auth/js/"
+    }
+    for path in ("/auth/admin/", "/auth/realms/master/"):
+        block = location(config, blocks, "web", path)
+        assert block.values("allow") == [] and block.has("deny all"), path
+    assert location(config, blocks, "web", "/auth/").values("return") == ["404"]
+    assert location(config, blocks, "web", "/").values("return") == ["404"]
+
+
+def test_identity_admin_allow_from_admits_those_ranges_to_the_keycloak_admin_console() -> None:
+    config = parse_stack_config("dev", {"identity": {"adminAllowFrom": ["192.0.2.0/28"]}})
+    blocks = nginx_blocks(render_nginx_conf(config))
+    for path in ("/auth/admin/", "/auth/realms/master/"):
+        block = location(config, blocks, "web", path)
+        assert block.values("allow") == ["192.0.2.0/28"] and block.has("deny all")
+        assert block.values("proxy_pass") == ["http://keycloak"]
+
+
+def test_allow_lists_and_the_admin_port_are_validated_naming_each_key() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_stack_config(
+            "dev",
+            {
+                "edge": {
+                    "adminAllowFrom": ["10.0.0.1/8", "everyone"],
+                    "limits": {"webBodySize": "1MB", "loginBurst": -1},
+                },
+                "identity": {"adminAllowFrom": ["2001:db8::/32"], "realm": "master"},
+            },
+        )
+    problems = "\n".join(error.value.problems)
+    assert "edge.adminAllowFrom.0: '10.0.0.1/8' is not an IPv4 address or CIDR block" in problems and "host bits set" in problems
+    assert "edge.adminAllowFrom.1: 'everyone' is not an IPv4 address or CIDR block" in problems
+    assert "edge.limits.webBodySize: '1MB' is not a size" in problems
+    assert "edge.limits.loginBurst" in problems
+    assert "identity.adminAllowFrom.0: '2001:db8::/32' is not an IPv4 address or CIDR block" in problems
+    assert "identity.realm: 'master' is Keycloak's administration realm" in problems
+    assert len(error.value.problems) == 6
+
+
+def test_the_admin_port_is_a_published_port_like_the_others() -> None:
+    with pytest.raises(ConfigError, match="s3TlsPort and adminPort are both 9443: every published port must be different"):
+        parse_stack_config("dev", {"edge": {"adminPort": 9443}})
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_login_endpoints_answer_429_past_a_per_client_rate_and_connection_limit(stack: str) -> None:
+    config = shipped(stack)
+    text = render_nginx_conf(config)
+    limits = config.edge.limits
+    assert f"limit_req_zone $binary_remote_addr zone=login:10m rate={limits.login_requests_per_minute}r/m;" in text
+    assert "limit_conn_zone $binary_remote_addr zone=login_connections:10m;" in text
+    assert "limit_req_status 429;" in text and "limit_conn_status 429;" in text
+    blocks = nginx_blocks(text)
+    limited = {b.argument for b in blocks if b.kind == "location" and b.has("limit_req")}
+    realm = f"/auth/realms/{config.identity.realm}/"
+    assert limited == {
+        "/minio-console/api/v1/login", "/monitoring/grafana/login",
+        f"{realm}login-actions/", f"{realm}protocol/openid-connect/token",
+    }
+    for path in limited:
+        block = location(config, blocks, "web", path)
+        assert block.values("limit_req") == [f"zone=login burst={limits.login_burst} nodelay"]
+        assert block.values("limit_conn") == [f"login_connections {limits.login_connections}"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_bodies_up_to_max_body_size_reach_s3_and_console_uploads_only(stack: str) -> None:
+    config = shipped(stack)
+    blocks = nginx_blocks(render_nginx_conf(config))
+    [http] = [b for b in blocks if b.kind == "http"]
+    assert http.values("client_max_body_size") == ["1m"]
+    servers = listeners_by_port(blocks)
+    for port in (config.edge.s3_tls_port, config.edge.admin_port):
+        assert servers[port].values("client_max_body_size") == ["5g"]
+    sized = {
+        b.argument: b.values("client_max_body_size")[0]
+        for b in blocks
+        if b.kind == "location" and b.has("client_max_body_size")
+    }
+    assert sized == {
+        "~ ^/minio-console/api/v1/buckets/[^/]+/objects/upload$": "5g",
+        "/monitoring/grafana/": "10m",
+        "/monitoring/grafana/login": "10m",
+    }
+    assert not servers[config.edge.https_port].has("client_max_body_size")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_web_listener_adds_its_security_headers_at_server_level_and_no_location_drops_them(stack: str) -> None:
+    config = shipped(stack)
+    text = render_nginx_conf(config)
+    blocks = nginx_blocks(text)
+    web = listeners_by_port(blocks)[config.edge.https_port]
+    assert web.values("add_header") == [
+        "X-Frame-Options $frame_options always",
+        "X-Content-Type-Options $content_type_options always",
+        "Referrer-Policy $referrer_policy always",
+        'Strict-Transport-Security "max-age=31536000" always',
+    ]
+    # a location with any add_header of its own would inherit none of the server's
+    assert not [b.argument for b in blocks if b.kind == "location" and b.server is web and b.has("add_header")]
+    # each default applies only where the upstream sends no header of that name
+    for variable, upstream, default in (
+        ("$frame_options", "$upstream_http_x_frame_options", "SAMEORIGIN"),
+        ("$content_type_options", "$upstream_http_x_content_type_options", "nosniff"),
+        ("$referrer_policy", "$upstream_http_referrer_policy", "strict-origin-when-cross-origin"),
+    ):
+        [mapping] = [b for b in blocks if b.kind == "map" and b.argument == f"{upstream} {variable}"]
+        assert [" ".join(d.split()) for d in mapping.directives] == [f"'' {default}", "default ''"]
+
+
+def test_no_location_forwards_the_clients_own_x_forwarded_for() -> None:
+    for stack in STACKS:
+        assert "$proxy_add_x_forwarded_for" not in render_nginx_conf(shipped(stack))
+
+
+def test_the_stack_certificate_also_names_the_admin_listeners_loopback_address() -> None:
+    files = {f.path: f for f in edge_files(parse_stack_config("dev", {}), SecretValues.throwaway())}
+    certificate = x509.load_pem_x509_certificate(files["nginx/tls/server.crt"].content.encode())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]

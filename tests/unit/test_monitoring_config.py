@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError, parse_stack_config
+from infra.config.images import DEFAULT_ALLOY_IMAGE
 from infra.config.monitoring import DEFAULT_PROMTAIL_IMAGE, DEFAULT_WEBHOOK_URL, duration_seconds
 
 
@@ -18,6 +19,8 @@ def problems(monitoring: dict[str, Any]) -> list[str]:
 
 def test_defaults_pin_every_image_and_deliver_alerts_to_the_audit_sink() -> None:
     settings = parse_stack_config("dev", {}).monitoring
+    assert settings.log_agent == "alloy"
+    assert settings.alloy_image == DEFAULT_ALLOY_IMAGE and DEFAULT_ALLOY_IMAGE.startswith("grafana/alloy:v1.")
     assert settings.promtail_image == DEFAULT_PROMTAIL_IMAGE == "grafana/promtail:3.6.11"
     assert settings.prometheus_image.startswith("prom/prometheus:v3.")
     assert settings.loki_image.startswith("grafana/loki:3.")
@@ -64,6 +67,25 @@ def test_every_bad_value_is_reported_with_its_key_path_at_once() -> None:
     assert any(problem.startswith("monitoring.lokiMemoryMb:") for problem in found)
     assert "monitoring.scrapeIntervall: unknown key" in joined
     assert len(found) == 6
+
+
+def test_alloy_is_the_default_log_agent_and_warns_of_nothing() -> None:
+    config = parse_stack_config("dev", {"networks": {"storage": {"subnet": "172.30.20.0/24"}}})
+    assert config.monitoring.log_agent == "alloy"
+    assert config.warnings() == []
+
+
+def test_promtail_stays_selectable_with_an_end_of_life_warning() -> None:
+    config = parse_stack_config("dev", {"monitoring": {"logAgent": "promtail", "promtailMemoryMb": 192}})
+    assert (config.monitoring.log_agent, config.monitoring.promtail_memory_mb) == ("promtail", 192)
+    (warning,) = [w for w in config.warnings() if w.startswith("monitoring.logAgent")]
+    assert "end of life on 2026-03-02" in warning and "grafana/promtail:3.6.11" in warning
+
+
+def test_an_unknown_log_agent_is_refused_naming_the_choices() -> None:
+    (problem,) = problems({"logAgent": "fluent-bit"})
+    assert problem.startswith("monitoring.logAgent: ")
+    assert "'alloy'" in problem and "'promtail'" in problem and "'fluent-bit'" in problem
 
 
 def test_evaluation_faster_than_scrapes_is_refused() -> None:

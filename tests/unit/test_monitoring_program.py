@@ -1,4 +1,4 @@
-"""The Pulumi program under Pulumi's mocks: the monitoring tier's resource graph for every stack."""
+"""The Pulumi program under Pulumi's mocks: the monitoring tier's resource graph for every stack, with either log agent."""
 
 from __future__ import annotations
 
@@ -7,29 +7,42 @@ from typing import Any
 
 import jwt
 import pytest
+import yaml
 
+from infra.__main__ import load_stack
+from infra.config.images import DEFAULT_ALLOY_IMAGE
 from infra.config.monitoring import DEFAULT_PROMTAIL_IMAGE
+from infra.monitoring.log_agent import alloy_config, promtail_yml
+from infra.secrets import METRICS_READER_USER
 from tests.unit.pulumi_harness import Deployment, Registration, deploy
 
 CONTAINER = "docker:index/container:Container"
 IMAGE = "docker:index/remoteImage:RemoteImage"
 STACKS = ["dev", "staging", "prod"]
-SERVICES = ["prometheus", "alertmanager", "loki", "promtail", "grafana", "audit-sink"]
+SERVICES = ["prometheus", "alertmanager", "loki", "alloy", "grafana", "audit-sink"]
 NETWORKS = {
     "prometheus": {"storage", "monitoring"},
     "alertmanager": {"monitoring"},
     "loki": {"monitoring"},
-    "promtail": {"monitoring"},
+    "alloy": {"monitoring"},
     "grafana": {"monitoring"},
     "audit-sink": {"storage", "monitoring"},
 }
 # containers whose uploads hold a secret (token, password), so they travel as secret Outputs
 SECRET_UPLOADS = {"prometheus", "alertmanager", "grafana", "audit-sink"}
+# the one setting that swaps Alloy for Promtail
+PROMTAIL = {"monitoring": {"logAgent": "promtail"}}
+SOCKET = {"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock", "readOnly": True}
 
 
 @pytest.fixture(scope="module", params=STACKS)
 def deployment(request: pytest.FixtureRequest) -> Deployment:
     return deploy(request.param)
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def with_promtail(request: pytest.FixtureRequest) -> Deployment:
+    return deploy(request.param, overrides=PROMTAIL)
 
 
 def container(deployment: Deployment, name: str) -> Registration:
@@ -54,7 +67,8 @@ def test_every_image_is_pinned_and_pulled_by_id(deployment: Deployment) -> None:
         reference = images[f"{service}-image"]
         assert ":" in reference.rsplit("/", 1)[-1] and not reference.endswith(":latest"), reference
         assert container(deployment, service).inputs["image"].startswith("sha256:")
-    assert images["promtail-image"] == DEFAULT_PROMTAIL_IMAGE
+    assert images["alloy-image"] == DEFAULT_ALLOY_IMAGE
+    assert "promtail-image" not in images
     assert images["prometheus-image"].startswith("prom/prometheus:v3.")
     assert images["loki-image"].startswith("grafana/loki:3.")
 
@@ -88,9 +102,10 @@ def test_prometheus_gets_its_config_rules_and_minio_token(deployment: Deployment
         "/etc/prometheus/secrets/minio-metrics-token",
     }
     token = files["/etc/prometheus/secrets/minio-metrics-token"].strip()
-    password = deployment.outputs["minioRootPassword"]
+    # signed for the metrics-only MinIO user, never with root's secret
+    password = deployment.outputs["metricsReaderSecretKey"]
     claims = jwt.decode(token, password, algorithms=["HS512"], issuer="prometheus")
-    assert claims["sub"] == deployment.outputs["minioRootUser"]
+    assert claims["sub"] == METRICS_READER_USER
     command = container(deployment, "prometheus").inputs["command"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in command
     assert "--storage.tsdb.retention.time=15d" in command
@@ -114,16 +129,61 @@ def test_grafana_is_served_under_its_sub_path_with_anonymous_access_off(deployme
     assert dashboard["title"] == "MinIO Overview"
 
 
-def test_promtail_reads_the_docker_socket_read_only(deployment: Deployment) -> None:
-    mounts = container(deployment, "promtail").inputs["volumes"]
-    socket = next(mount for mount in mounts if mount.get("hostPath"))
-    assert socket == {"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock", "readOnly": True}
+def test_alloy_is_the_log_agent_by_default_reading_the_docker_socket_read_only(deployment: Deployment) -> None:
+    prefix = deployment.outputs["name"]
+    alloy = container(deployment, "alloy")
+    assert "promtail" not in deployment.outputs["containers"]
+    mounts = {mount["containerPath"]: mount for mount in alloy.inputs["volumes"]}
+    assert mounts["/var/run/docker.sock"] == SOCKET
+    assert mounts["/var/lib/alloy/data"]["volumeName"] == f"{prefix}-alloy-data"
+    # Prometheus scrapes it on monitoring-net, so it must not keep Alloy's default 127.0.0.1 listener
+    assert alloy.inputs["command"] == [
+        "run",
+        "--server.http.listen-addr=0.0.0.0:12345",
+        "--storage.path=/var/lib/alloy/data",
+        "--disable-reporting",
+        "/etc/alloy/config.alloy",
+    ]
+    assert uploads(deployment, "alloy") == {"/etc/alloy/config.alloy": alloy_config(load_stack(deployment.outputs["environment"], None))}
+    (bash, flag, probe) = alloy.inputs["healthcheck"]["tests"][1:]
+    assert (bash, flag) == ("bash", "-c") and "/dev/tcp/127.0.0.1/12345" in probe and "GET /-/ready " in probe
+    assert {network["aliases"][0] for network in alloy.inputs["networksAdvanced"]} == {"alloy"}
+
+
+def test_prometheus_scrapes_the_log_agent_the_stack_runs(deployment: Deployment, with_promtail: Deployment) -> None:
+    for deployed, job, target in ((deployment, "alloy", "alloy:12345"), (with_promtail, "promtail", "promtail:9080")):
+        document = yaml.safe_load(uploads(deployed, "prometheus")["/etc/prometheus/prometheus.yml"])
+        jobs = {scrape["job_name"]: scrape["static_configs"][0]["targets"] for scrape in document["scrape_configs"]}
+        assert jobs[job] == [target]
+        assert not ({"alloy", "promtail"} - {job}) & set(jobs)
+
+
+def test_promtail_stays_selectable_with_its_own_image_volume_and_probe(with_promtail: Deployment) -> None:
+    prefix = with_promtail.outputs["name"]
+    assert "alloy" not in with_promtail.outputs["containers"]
+    promtail = container(with_promtail, "promtail")
+    assert with_promtail.named("promtail-image", IMAGE).inputs["name"] == DEFAULT_PROMTAIL_IMAGE
+    assert promtail.inputs["command"] == ["-config.file=/etc/promtail/promtail.yml"]
+    config = load_stack(with_promtail.outputs["environment"], None)
+    config = config.model_copy(update={"monitoring": config.monitoring.model_copy(update={"log_agent": "promtail"})})
+    assert uploads(with_promtail, "promtail") == {"/etc/promtail/promtail.yml": promtail_yml(config)}
+    mounts = {mount["containerPath"]: mount for mount in promtail.inputs["volumes"]}
+    assert mounts["/var/run/docker.sock"] == SOCKET
+    assert mounts["/promtail"]["volumeName"] == f"{prefix}-promtail-data"
+    assert f"{prefix}-promtail-data" in with_promtail.outputs["volumes"]
+    assert f"{prefix}-alloy-data" not in with_promtail.outputs["volumes"]
+    probe = promtail.inputs["healthcheck"]["tests"][-1]
+    assert "/dev/tcp/127.0.0.1/9080" in probe and "GET /ready " in probe
+    attached = {network["name"] for network in promtail.inputs["networksAdvanced"]}
+    assert attached == {f"{prefix}-monitoring-net"} == set(with_promtail.outputs["containers"]["promtail"]["networks"])
+    labels = {label["label"]: label["value"] for label in promtail.inputs["labels"]}
+    assert labels["io.minio-platform.service"] == "promtail"
 
 
 def test_data_lives_on_volumes_that_prod_protects(deployment: Deployment) -> None:
     prefix = deployment.outputs["name"]
     volumes = {volume.inputs["name"]: volume for volume in deployment.of_type("docker:index/volume:Volume")}
-    for service in ("prometheus", "alertmanager", "loki", "promtail", "grafana"):
+    for service in ("prometheus", "alertmanager", "loki", "alloy", "grafana"):
         volume = volumes[f"{prefix}-{service}-data"]
         assert volume.protect == (deployment.outputs["environment"] == "prod")
         assert f"{prefix}-{service}-data" in deployment.outputs["volumes"]

@@ -76,23 +76,62 @@ def test_missing_connection_settings_exit_3_naming_every_source() -> None:
     assert "OPS_SECRET_KEY" in err and "--outputs-file" in err
 
 
+STACK_OUTPUTS = {
+    "endpoints": {"s3": "https://storage.example.com:9443"},
+    "minioRootUser": "root", "minioRootPassword": "root-secret", "opsAdminSecretKey": "ops-admin-secret",
+}
+
+
 def test_connection_settings_come_from_flags_then_environment_then_stack_outputs() -> None:
-    outputs = {"endpoints": {"s3": "https://storage.example.com:9443"}, "minioRootUser": "root", "minioRootPassword": "root-secret"}
+    outputs = STACK_OUTPUTS
     from_outputs = resolve_connection(endpoint=None, access_key=None, outputs=outputs, environ={})
     from_env = resolve_connection(endpoint=None, access_key=None, outputs=outputs,
                                   environ={"OPS_ENDPOINT": "http://env:9000", "OPS_ACCESS_KEY": "env-key", "OPS_SECRET_KEY": "env-secret"})
     from_flags = resolve_connection(endpoint="flag-host:9000", access_key="flag-key", outputs=outputs, environ={"OPS_ACCESS_KEY": "env-key"})
 
+    # from the outputs the CLI is ops-admin, never root (whose credentials the outputs also hold)
     assert (from_outputs.url, from_outputs.access_key, from_outputs.secret_key, from_outputs.secure) == (
-        "https://storage.example.com:9443", "root", "root-secret", True)
+        "https://storage.example.com:9443", "ops-admin", "ops-admin-secret", True)
     assert (from_env.url, from_env.access_key, from_env.secret_key) == ("http://env:9000", "env-key", "env-secret")
-    assert (from_flags.url, from_flags.access_key, from_flags.secret_key) == ("http://flag-host:9000", "flag-key", "root-secret")
-    assert "root-secret" not in repr(from_flags)
+    assert (from_flags.url, from_flags.access_key, from_flags.secret_key) == ("http://flag-host:9000", "flag-key", "ops-admin-secret")
+    assert "ops-admin-secret" not in repr(from_flags)
+
+
+def test_stack_outputs_with_only_root_credentials_are_refused_not_used() -> None:
+    outputs = {key: value for key, value in STACK_OUTPUTS.items() if key != "opsAdminSecretKey"}
+    with pytest.raises(OpsError) as refused:
+        resolve_connection(endpoint=None, access_key=None, outputs=outputs, environ={})
+    assert refused.value.code == ExitCode.CONFIGURATION
+    assert "opsAdminSecretKey" in refused.value.sentence and "bootstrap" in refused.value.sentence
+
+
+def test_admin_calls_go_to_the_stacks_admin_listener_and_s3_calls_to_the_s3_endpoint() -> None:
+    outputs = {**STACK_OUTPUTS, "endpoints": {"s3": "https://storage.example.com:9443", "minioAdmin": "https://127.0.0.1:9444"}}
+    connection = resolve_connection(endpoint=None, access_key=None, outputs=outputs, environ={})
+
+    admin, s3 = connection.admin(), connection.s3()
+    assert admin._url.netloc == "127.0.0.1:9444" and admin._secure
+    assert s3._base_url.host == "storage.example.com:9443"
+    # the admin listener is the same proxy: its certificate is checked for the S3 host name
+    assert admin._http.connection_pool_kw["assert_hostname"] == "storage.example.com"
+    assert s3._http.connection_pool_kw["assert_hostname"] is None
+
+
+def test_without_an_admin_listener_admin_calls_use_the_s3_endpoint() -> None:
+    plain = resolve_connection(endpoint=None, access_key=None, outputs=STACK_OUTPUTS, environ={})
+    # an S3 endpoint from a flag may be another cluster's: the stack's admin listener is not mixed in
+    outputs = {**STACK_OUTPUTS, "endpoints": {"s3": "https://storage.example.com:9443", "minioAdmin": "https://127.0.0.1:9444"}}
+    elsewhere = resolve_connection(endpoint="https://other.example.com", access_key=None, outputs=outputs, environ={})
+    chosen = resolve_connection(endpoint=None, access_key=None, outputs=STACK_OUTPUTS, environ={"OPS_ADMIN_ENDPOINT": "https://10.0.0.5:9444"})
+
+    assert plain.admin_endpoint == "https://storage.example.com:9443" and plain.admin()._url.netloc == "storage.example.com:9443"
+    assert elsewhere.admin_endpoint == "https://other.example.com"
+    assert chosen.admin_endpoint == "https://10.0.0.5:9444"
 
 
 def test_outputs_file_is_read_like_pulumi_stack_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps({"endpoints": {"s3": "http://127.0.0.1:1"}, "minioRootUser": "u", "minioRootPassword": "p"}))
+    outputs.write_text(json.dumps({"endpoints": {"s3": "http://127.0.0.1:1"}, "opsAdminSecretKey": "p"}))
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
 
@@ -101,6 +140,14 @@ def test_outputs_file_is_read_like_pulumi_stack_output(tmp_path: Path, capsys: p
     # settings resolved from the file; the endpoint is closed, so this is a clean "unreachable"
     assert cli.main(["list-buckets", "--outputs-file", str(outputs)], environ={}) == ExitCode.UNREACHABLE
     assert "cannot reach http://127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_an_unreachable_admin_listener_is_named_not_the_s3_endpoint() -> None:
+    connection = Connection("https://storage.example.com:9443", "ops-admin", "s", admin_url="http://127.0.0.1:1")
+    with pytest.raises(OpsError) as unreachable, explained(connection, "install IAM policies"):
+        iam.install_policies(connection.admin(), ROOT / "policies", ["readonly"])
+    assert unreachable.value.code == ExitCode.UNREACHABLE
+    assert "cannot reach http://127.0.0.1:1 to install IAM policies" in unreachable.value.sentence
 
 
 def test_endpoints_under_a_path_are_refused_because_sigv4_signs_the_path() -> None:
@@ -137,7 +184,7 @@ def test_sdk_and_network_failures_become_one_sentence_with_an_exit_code(raised: 
 
 def test_policies_are_loaded_from_their_files_never_retyped() -> None:
     files = iam.policy_files(ROOT / "policies")
-    assert set(files) == {"backup-service", "readonly", "admin"}
+    assert set(files) == {"backup-service", "readonly", "admin", "metrics-reader"}
     assert iam.load_policy(ROOT / "policies", "readonly") == json.loads((ROOT / "policies" / "readonly-policy.json").read_text())
     with pytest.raises(OpsError) as missing:
         iam.load_policy(ROOT / "policies", "superuser")
@@ -156,39 +203,91 @@ def test_secret_file_is_created_0600_and_never_overwritten(tmp_path: Path) -> No
     assert again.value.code == ExitCode.REFUSED
 
 
-class _FakeAdmin:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+class _Accounts:
+    """Stands in for iam.create_service_account (its requests are tested at the SDK boundary)."""
 
-    def add_service_account(self, **kwargs: Any) -> str:
-        self.calls.append(("add_service_account", kwargs))
-        return json.dumps({"credentials": {"accessKey": "AKIDNEW", "secretKey": "the-one-time-secret", "expiration": None}})
+    def __init__(self, fails: Exception | None = None) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.fails = fails
+
+    def __call__(self, admin: Any, policy_dir: Path, name: str, policy: str, description: str = "") -> iam.ServiceAccount:
+        self.calls.append({"name": name, "policy": policy, "policy_dir": policy_dir})
+        if self.fails is not None:
+            raise self.fails
+        return iam.ServiceAccount("AKIDNEW", "the-one-time-secret", name, policy, iam.owner_of(name))
+
+
+ENVIRON = {"OPS_ENDPOINT": "http://127.0.0.1:9000", "OPS_ACCESS_KEY": "ops-admin", "OPS_SECRET_KEY": "ops-admin-secret"}
 
 
 def test_create_service_account_with_secret_file_prints_no_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fake = _FakeAdmin()
-    monkeypatch.setattr(Connection, "admin", lambda self: fake)
-    environ = {"OPS_ENDPOINT": "http://127.0.0.1:9000", "OPS_ACCESS_KEY": "root", "OPS_SECRET_KEY": "root-secret"}
+    accounts = _Accounts()
+    monkeypatch.setattr(iam, "create_service_account", accounts)
     secret_file = tmp_path / "backup.env"
 
-    code = cli.main(["create-service-account", "nightly-backup", "--policy", "backup-service", "--secret-file", str(secret_file)], environ)
+    code = cli.main(["create-service-account", "nightly-backup", "--policy", "backup-service", "--secret-file", str(secret_file)], ENVIRON)
 
     captured = capsys.readouterr()
     assert code == ExitCode.OK
     assert "the-one-time-secret" not in captured.out + captured.err
     assert "AKIDNEW" in captured.out and "the-one-time-secret" in secret_file.read_text()
-    assert fake.calls[0][1]["policy"] == iam.load_policy(ROOT / "policies", "backup-service")
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert accounts.calls[0]["policy"] == "backup-service" and accounts.calls[0]["policy_dir"] == ROOT / "policies"
+    assert "owner sa-nightly-backup" in captured.out
 
 
-def test_create_service_account_without_a_file_shows_the_secret_once(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(Connection, "admin", lambda self: _FakeAdmin())
-    environ = {"OPS_ENDPOINT": "http://127.0.0.1:9000", "OPS_ACCESS_KEY": "root", "OPS_SECRET_KEY": "root-secret"}
+def test_create_service_account_writes_a_0600_file_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(iam, "create_service_account", _Accounts())
+    monkeypatch.chdir(tmp_path)
 
-    assert cli.main(["create-service-account", "ci", "--policy", "readonly"], environ) == ExitCode.OK
+    assert cli.main(["create-service-account", "ci", "--policy", "readonly"], ENVIRON) == ExitCode.OK
+
+    captured = capsys.readouterr()
+    written = tmp_path / "ci.env"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert written.read_text() == "OPS_ACCESS_KEY=AKIDNEW\nOPS_SECRET_KEY=the-one-time-secret\n"
+    assert "the-one-time-secret" not in captured.out + captured.err and "ci.env" in captured.out
+
+
+def test_create_service_account_prints_the_secret_once_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(iam, "create_service_account", _Accounts())
+    monkeypatch.chdir(tmp_path)
+
+    assert cli.main(["create-service-account", "ci", "--policy", "readonly", "--print-secret"], ENVIRON) == ExitCode.OK
     out = capsys.readouterr().out
     assert out.count("the-one-time-secret") == 1 and "shown only this once" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_secret_file_is_refused_before_any_key_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    accounts = _Accounts()
+    monkeypatch.setattr(iam, "create_service_account", accounts)
+    taken = tmp_path / "ci.env"
+    taken.write_text("someone else's\n")
+
+    assert cli.main(["create-service-account", "ci", "--policy", "readonly", "--secret-file", str(taken)], ENVIRON) == ExitCode.REFUSED
+    assert accounts.calls == [] and taken.read_text() == "someone else's\n"
+
+
+def test_a_failed_creation_leaves_no_empty_secret_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from minio.error import MinioAdminException
+
+    monkeypatch.setattr(iam, "create_service_account", _Accounts(MinioAdminException("403", '{"Code":"AccessDenied"}')))
+    secret_file = tmp_path / "ci.env"
+
+    code = cli.main(["create-service-account", "ci", "--policy", "readonly", "--secret-file", str(secret_file)], ENVIRON)
+
+    assert code == ExitCode.ACCESS_DENIED and not secret_file.exists()
 
 
 def test_bad_account_names_and_unknown_policies_fail_before_any_call(capsys: pytest.CaptureFixture[str]) -> None:

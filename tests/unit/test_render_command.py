@@ -52,3 +52,35 @@ def test_validate_reports_a_missing_stack_file() -> None:
 def test_throwaway_secrets_are_marked_as_such() -> None:
     values = SecretValues.throwaway()
     assert all("throwaway" in value.lower() or value.startswith("VEhST1dBV0FZ") for value in vars(values).values())
+
+
+def test_render_writes_into_an_existing_empty_folder(tmp_path: Path) -> None:
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert main(["render", "--stack", "dev", "--out", str(out)]) == 0
+    assert (out / "nginx" / "nginx.conf").is_file()
+
+
+def test_render_refuses_a_folder_that_already_holds_files_and_keeps_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as refused:
+        main(["render", "--stack", "dev", "--out", str(tmp_path)])
+    assert refused.value.code == 2
+    assert "is not empty (1 file(s), such as notes.txt)" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_validate_runs_the_program_with_the_stack(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--stack", "dev"]) == 0
+    assert "stack 'dev': configuration is valid, and the program runs with it" in capsys.readouterr().out
+
+
+def test_validate_refuses_prod_for_the_same_missing_inputs_as_the_deploy(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.unit.pulumi_harness import deploy
+
+    assert main(["validate", "--stack", "prod"]) == 2
+    refused_offline = [line.removeprefix("  - ").split(":")[0] for line in capsys.readouterr().err.splitlines() if line.startswith("  - ")]
+    with pytest.raises(Exception) as refused_by_program:
+        deploy("prod", operator_tls=False)
+    assert refused_offline == ["edge.publicHost", "tlsCertificate", "tlsPrivateKey"]
+    assert all(key in str(refused_by_program.value) for key in refused_offline)

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.config import ConfigError, StackConfig, parse_stack_config, read_stack_file, split_config
+from infra.config import (
+    ConfigError,
+    StackConfig,
+    StackFileError,
+    known_stacks,
+    namespace_problem,
+    parse_stack_config,
+    read_stack_file,
+    split_config,
+    stack_file,
+)
+from infra.config.stack import OTHER_NAMESPACES
 from infra.secrets import SECRET_CONFIG_KEYS
 from tests.conftest import ROOT
 
@@ -159,3 +171,55 @@ def test_data_is_kept_on_destroy_on_prod_only_by_default() -> None:
     assert parse_stack_config("prod", {}).keep_data_on_destroy is True
     assert parse_stack_config("dev", {}).keep_data_on_destroy is False
     assert parse_stack_config("dev", {"storage": {"keepDataOnDestroy": True}}).keep_data_on_destroy is True
+
+
+@pytest.mark.parametrize(
+    "key", ["minio-platfrom:storage", "minio_platform:storage", "minioplatform:storage", "minio:storage", "platform:storage", "storage"]
+)
+def test_keys_meant_for_the_project_under_a_wrong_or_missing_namespace_are_refused(key: str) -> None:
+    values = {"minio-platform:environment": "dev", key: {"nodes": 3, "drivesPerNode": 1}}
+    with pytest.raises(ConfigError) as raised:
+        split_config("dev", values, SECRET_CONFIG_KEYS, set())
+    [problem] = raised.value.problems
+    assert problem.startswith(f"{key}: ") and problem.endswith("write it as minio-platform:storage")
+
+
+@pytest.mark.parametrize("key", ["docker:host", "pulumi:tags", "random:seed", "tls:x", "aws:region", "kubernetes:context"])
+def test_keys_of_pulumi_the_providers_and_unrelated_namespaces_are_left_alone(key: str) -> None:
+    assert namespace_problem(key) is None
+    config, _ = split_config("dev", {key: "value"}, SECRET_CONFIG_KEYS, set())
+    assert config.environment == "dev"
+
+
+def test_the_known_namespaces_are_pulumis_and_the_programs_providers() -> None:
+    providers = {line.strip().strip('",').split("==")[0].removeprefix("pulumi-") for line in (ROOT / "pyproject.toml").read_text().splitlines() if line.strip().startswith('"pulumi-')}
+    assert set(OTHER_NAMESPACES) == {"pulumi"} | providers
+
+
+def test_a_stack_file_that_is_not_yaml_is_named_with_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.bad.yaml"
+    path.write_text("config:\n  minio-platform:storage:\n    nodes: [4\n")
+    with pytest.raises(StackFileError) as raised:
+        read_stack_file(path)
+    assert str(raised.value).startswith(f"{path}:4:1: not valid YAML: ")
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("text", ["- just\n- a list\n", "config: [1, 2]\n"])
+def test_a_stack_file_of_the_wrong_shape_is_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "Pulumi.shape.yaml"
+    path.write_text(text)
+    with pytest.raises(StackFileError, match="a stack file is a mapping whose 'config' maps keys"):
+        read_stack_file(path)
+
+
+def test_an_unknown_stack_names_the_stacks_there_are_shipped_ones_first(tmp_path: Path) -> None:
+    for name in ("prod", "eu-west", "dev", "staging"):
+        (tmp_path / f"Pulumi.{name}.yaml").write_text("config: {}\n")
+    assert known_stacks(tmp_path) == ["dev", "staging", "prod", "eu-west"]
+    with pytest.raises(StackFileError, match="the stacks here are dev, staging, prod, eu-west"):
+        stack_file("qa", tmp_path)
+
+
+def test_a_single_problem_is_one_line() -> None:
+    assert "\n" not in str(ConfigError("dev", ["storage.nodes: too few"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra.config import ConfigError
+from infra.config.storage import DEFAULT_MINIO_IMAGE
 from infra.quorum import ErasureLayout
 from tests.unit import pulumi_harness
 from tests.unit.pulumi_harness import Deployment, deploy
@@ -86,8 +87,9 @@ def test_every_image_is_pinned_and_referenced_by_id(deployment: Deployment) -> N
         assert container.inputs["image"].startswith("sha256:"), f"{container.name} uses a tag, not the image id"
 
 
-def test_minio_runs_the_image_that_keeps_console_sso(deployment: Deployment) -> None:
-    assert deployment.named("minio-image").inputs["name"] == "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
+def test_minio_runs_the_maintained_server_image_whose_console_keeps_sso(deployment: Deployment) -> None:
+    assert deployment.named("minio-image").inputs["name"] == DEFAULT_MINIO_IMAGE
+    assert DEFAULT_MINIO_IMAGE.startswith("docker.io/pgsty/silo:RELEASE.")
 
 
 def test_containers_follow_the_conventions(deployment: Deployment) -> None:

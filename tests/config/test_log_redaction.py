@@ -1,10 +1,12 @@
-"""Redaction and labelling, read from each stack's RENDERED promtail.yml and applied with RE2 as Promtail applies it.
+"""Redaction and labelling, read back from each stack's RENDERED log agent configuration and applied with RE2.
 
-The corpus is audit entries shaped like MinIO's (docs/logging: api, requestHeader,
-requestQuery, accessKey, parentUser), one per line as the audit sink writes them, plus lines of
-other containers (the edge proxy's access log, MinIO's start-up banner, a metrics scrape).
-No secret may survive, JSON must stay JSON, and every audit line gets the right op_type and
-security_event label.
+Grafana Alloy's config.alloy (the default; read with the subset parser in alloy_syntax.py) and
+Promtail's promtail.yml (still selectable) are both rendered from infra/monitoring/log_pipeline.py;
+pipeline_emulator.py runs either as its agent does. The corpus is audit entries shaped like MinIO's
+(docs/logging: api, requestHeader, requestQuery, accessKey, parentUser), one per line as the audit
+sink writes them, plus lines of other containers (the edge proxy's access log, MinIO's start-up
+banner, a metrics scrape). No secret may survive, JSON must stay JSON, every audit line gets the
+right op_type and security_event label, and every redaction stage is needed by some line.
 """
 
 from __future__ import annotations
@@ -18,8 +20,19 @@ import pytest
 import re2
 import yaml
 
+from dashboards import minio_overview
+from tests.config.alloy_syntax import parse
 from tests.config.monitoring_render import STACKS, render
-from tests.config.promtail_pipeline import run_pipeline
+from tests.config.pipeline_emulator import (
+    AGENTS,
+    CONFIG_FILES,
+    RenderedPipeline,
+    parse_selector,
+    read_pipeline,
+    render_agent,
+    selector_matches,
+)
+from tests.smoke.test_monitoring import OPERATION_TYPES, STREAM_LABELS
 
 ROOT_USER = "platformadmin7k2q9"
 ROOT_PASSWORD = "Xq7vT2mLp9RzK4wNc8HjB3dFg6YsA1eU5iOkQ0nM"
@@ -225,22 +238,57 @@ CORPUS = [
 ]
 
 
-@pytest.fixture(scope="module", params=STACKS)
-def promtail_config(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    rendered: Path = render(request.param, tmp_path_factory.mktemp(request.param))
-    document: dict[str, Any] = yaml.safe_load((rendered / "promtail" / "promtail.yml").read_text())
-    return document
+@pytest.fixture(scope="module", params=[(agent, stack) for agent in AGENTS for stack in STACKS], ids="-".join)
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(agent, text of its rendered configuration); Alloy from the stack as it is, since it is the default."""
+    agent, stack = request.param
+    out = tmp_path_factory.mktemp(f"{agent}-{stack}")
+    path: Path = render(stack, out) / CONFIG_FILES[agent] if agent == "alloy" else render_agent(stack, agent, out)
+    return agent, path.read_text()
 
 
-def labels_of(case: Case) -> dict[str, str]:
-    return {"container": f"minio-dev-{case.service}", "service": case.service, "stack": "minio-dev", "stream": "stdout"}
+@pytest.fixture(scope="module")
+def pipeline(rendered: tuple[str, str]) -> RenderedPipeline:
+    return read_pipeline(*rendered)
+
+
+def meta_of(service: str) -> dict[str, str]:
+    """What Docker discovery reports for a container of the dev stack (its labels arrive sanitized)."""
+    return {
+        "__meta_docker_container_id": "4f1c2b7d9e0a",
+        "__meta_docker_container_name": f"/minio-dev-{service}",
+        "__meta_docker_container_label_io_minio_platform_service": service,
+        "__meta_docker_container_label_io_minio_platform_stack": "minio-dev",
+        "__meta_docker_container_log_stream": "stdout",
+    }
+
+
+def leaks(pipeline: RenderedPipeline) -> list[str]:
+    """Names of corpus cases with a secret left after the pipeline."""
+    return [
+        case.name
+        for case in CORPUS
+        if any(secret in pipeline.run(case.line, meta_of(case.service)).line for secret in case.secrets)
+    ]
+
+
+def without_redaction(agent: str, text: str, index: int) -> str:
+    """The rendered file with its `index`-th replace stage cut out, as an editor would."""
+    if agent == "alloy":
+        (process,) = parse(text).children("loki.process")
+        stage = process.children("stage.replace")[index]
+        return text[: stage.start] + text[stage.end :]
+    document = yaml.safe_load(text)
+    stages = document["scrape_configs"][0]["pipeline_stages"]
+    stages.remove([stage for stage in stages if "replace" in stage][index])
+    return yaml.safe_dump(document)
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[case.name for case in CORPUS])
-def test_no_secret_survives_and_json_stays_json(promtail_config: dict[str, Any], case: Case) -> None:
+def test_no_secret_survives_and_json_stays_json(pipeline: RenderedPipeline, case: Case) -> None:
     for secret in case.secrets:
         assert secret in case.line, f"corpus error: {case.name} does not hold its secret"
-    entry = run_pipeline(promtail_config, case.line, labels_of(case))
+    entry = pipeline.run(case.line, meta_of(case.service))
     survivors = [secret[:4] + "..." for secret in case.secrets if secret in entry.line]
     assert not survivors, f"{case.name}: secrets starting {survivors} survive redaction"
     assert "REDACTED" in entry.line or not case.secrets
@@ -252,32 +300,65 @@ def test_no_secret_survives_and_json_stays_json(promtail_config: dict[str, Any],
 
 
 @pytest.mark.parametrize("case", [case for case in CORPUS if case.service == "audit-sink"], ids=lambda case: case.name)
-def test_audit_lines_get_op_type_and_security_event(promtail_config: dict[str, Any], case: Case) -> None:
-    entry = run_pipeline(promtail_config, case.line, labels_of(case))
+def test_audit_lines_get_op_type_and_security_event(pipeline: RenderedPipeline, case: Case) -> None:
+    entry = pipeline.run(case.line, meta_of(case.service))
     assert entry.labels.get("op_type") == case.op_type
     assert entry.labels.get("security_event") == case.security_event
     # the temporary labels the matchers used are gone; what remains is low-cardinality
     assert set(entry.labels) <= {"container", "service", "stack", "stream", "op_type", "security_event"}
 
 
-def test_lines_of_other_services_get_no_audit_labels(promtail_config: dict[str, Any]) -> None:
-    line = audit("PutObject", 403, access_key=ACCESS_KEY)
-    entry = run_pipeline(promtail_config, line, {"service": "minio", "stack": "minio-dev"})
+def test_lines_of_other_services_get_no_audit_labels(pipeline: RenderedPipeline) -> None:
+    entry = pipeline.run(audit("PutObject", 403, access_key=ACCESS_KEY), meta_of("minio"))
     assert "op_type" not in entry.labels and "security_event" not in entry.labels
 
 
-def test_every_expression_is_valid_re2(promtail_config: dict[str, Any]) -> None:
-    stages = promtail_config["scrape_configs"][0]["pipeline_stages"]
-    expressions = [stage["replace"]["expression"] for stage in stages if "replace" in stage]
+def test_streams_are_labelled_by_container_service_stack_and_stream(pipeline: RenderedPipeline) -> None:
+    entry = pipeline.run("API: http://172.40.0.10:9000", meta_of("minio") | {"__meta_docker_container_name": "/minio-dev-minio1"})
+    assert entry.labels == {"container": "minio-dev-minio1", "service": "minio", "stack": "minio-dev", "stream": "stdout"}
+
+
+def test_every_expression_is_valid_re2(pipeline: RenderedPipeline) -> None:
+    expressions = [stage.spec["expression"] for stage in pipeline.stages if stage.kind == "replace"]
     assert len(expressions) >= 5
     for expression in expressions:
         compiled = re2.compile(expression)
         assert compiled.groups >= 1, f"{expression} has no capture group to replace"
 
 
-def test_the_pipeline_redacts_before_it_parses(promtail_config: dict[str, Any]) -> None:
+def test_the_pipeline_redacts_before_it_parses(pipeline: RenderedPipeline) -> None:
     # Loki must never receive an unredacted line, whatever stage later fails on it
-    kinds = [next(iter(stage)) for stage in promtail_config["scrape_configs"][0]["pipeline_stages"]]
+    kinds = [stage.kind for stage in pipeline.stages]
     first_other = next(index for index, kind in enumerate(kinds) if kind != "replace")
     assert all(kind != "replace" for kind in kinds[first_other:])
     assert first_other >= 5
+
+
+def test_removing_any_one_redaction_stage_lets_a_secret_through(rendered: tuple[str, str], pipeline: RenderedPipeline) -> None:
+    agent, text = rendered
+    assert leaks(pipeline) == []
+    count = sum(stage.kind == "replace" for stage in pipeline.stages)
+    for index in range(count):
+        mutated = read_pipeline(agent, without_redaction(agent, text, index))
+        assert sum(stage.kind == "replace" for stage in mutated.stages) == count - 1
+        assert leaks(mutated), f"replace stage {index + 1} of {count} can go and no corpus secret survives: test it or drop it"
+
+
+def test_the_dashboard_and_smoke_suite_find_the_labels_they_query(pipeline: RenderedPipeline) -> None:
+    entries = [(case, pipeline.run(case.line, meta_of(case.service))) for case in CORPUS]
+    (panel,) = [panel for panel in json.loads(minio_overview.OUTPUT.read_text())["panels"] if panel["type"] == "logs"]
+    (target,) = panel["targets"]
+    # the security events panel shows exactly the audit lines that are security events
+    shown = {case.name for case, entry in entries if selector_matches(target["expr"], entry.labels)}
+    assert shown == {case.name for case in CORPUS if case.security_event}
+    assert {name for name, _, _ in parse_selector(target["expr"])} <= {name for _, entry in entries for name in entry.labels}
+    # the smoke suite waits for op_type values and searches every stream by the stack label it prefers
+    assert {entry.labels["op_type"] for _, entry in entries if "op_type" in entry.labels} == OPERATION_TYPES
+    assert all(entry.labels[STREAM_LABELS[0]] == "minio-dev" for _, entry in entries)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_alloy_and_promtail_render_the_same_pipeline(stack: str, tmp_path: Path) -> None:
+    alloy = read_pipeline("alloy", (render(stack, tmp_path / "alloy") / CONFIG_FILES["alloy"]).read_text())
+    promtail = read_pipeline("promtail", render_agent(stack, "promtail", tmp_path / "promtail").read_text())
+    assert (alloy.rules, alloy.stages) == (promtail.rules, promtail.stages)

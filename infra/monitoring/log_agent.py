@@ -1,0 +1,200 @@
+"""The log agent: reads every container of the stack through the Docker API and ships its lines to
+Loki, redacted and tagged. Grafana Alloy by default, Promtail (end of life) when `monitoring.logAgent`
+says so; both configurations are rendered from the one pipeline definition in `log_pipeline.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi_docker as docker
+
+from infra.config import StackConfig
+from infra.container import STACK_LABEL, Attachment, ContainerSpec, Healthcheck
+from infra.monitoring.log_pipeline import (
+    PIPELINE,
+    Json,
+    LabelDrop,
+    Labels,
+    LogPipeline,
+    Match,
+    Replace,
+    Stage,
+    StaticLabels,
+    Template,
+)
+from infra.monitoring.logs import LOKI_PUSH_URL
+from infra.rendering import RenderedFile, as_uploads, render_template
+from infra.tier import Tier
+
+
+@dataclass(frozen=True)
+class LogAgent:
+    """What differs between the two agents; `name` is the container, service, volume and scrape job."""
+
+    name: str
+    port: int
+    config_file: str
+    """Where the container receives its configuration; `render` writes it to the same relative path."""
+    data_dir: str
+    ready_path: str
+
+    @property
+    def rendered_path(self) -> str:
+        return f"{self.name}/{Path(self.config_file).name}"
+
+
+# grafana/alloy's Dockerfile: config at /etc/alloy/config.alloy, data under /var/lib/alloy/data
+ALLOY = LogAgent("alloy", 12345, "/etc/alloy/config.alloy", "/var/lib/alloy/data", "/-/ready")
+PROMTAIL = LogAgent("promtail", 9080, "/etc/promtail/promtail.yml", "/promtail", "/ready")
+LOG_AGENTS = {agent.name: agent for agent in (ALLOY, PROMTAIL)}
+
+
+def deployed_agent(config: StackConfig) -> LogAgent:
+    """The agent the stack runs: Alloy, unless `monitoring.logAgent` is promtail."""
+    return LOG_AGENTS[config.monitoring.log_agent]
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def alloy_string(value: str) -> str:
+    """An Alloy string literal: plain "..." when nothing needs escaping, else raw `...` (taken as written)."""
+    if "`" in value or "\r" in value or "\n" in value:
+        raise ValueError(f"{value!r} cannot be written as an Alloy raw string")
+    return f'"{value}"' if re.fullmatch(r'[^"\\\x00-\x1f]*', value) else f"`{value}`"
+
+
+def yaml_string(value: str) -> str:
+    """A single-quoted YAML scalar, which takes backslashes as written."""
+    if re.search(r"[\x00-\x1f]", value):
+        raise ValueError(f"{value!r} holds a control character")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _identifier(name: str) -> str:
+    # label names are Alloy object keys and YAML keys as they are
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"{name!r} is not a label name")
+    return name
+
+
+def _stage(stage: Stage, quote: Callable[[str], str]) -> dict[str, Any]:
+    """A stage as the templates read it: its kind, a comment, and every string already quoted."""
+    match stage:
+        case Replace():
+            return {"kind": "replace", "why": stage.why, "expression": quote(stage.expression), "replace": quote(stage.replace)}
+        case Json():
+            paths = [(_identifier(name), quote(path)) for name, path in stage.expressions.items()]
+            return {"kind": "json", "why": "", "expressions": paths}
+        case Template():
+            return {"kind": "template", "why": "", "source": quote(stage.source), "template": quote(stage.template)}
+        case Labels():
+            return {"kind": "labels", "why": stage.why, "names": [_identifier(name) for name in stage.names]}
+        case StaticLabels():
+            values = [(_identifier(name), quote(value)) for name, value in stage.values.items()]
+            return {"kind": "static_labels", "why": "", "labels": values}
+        case LabelDrop():
+            return {"kind": "label_drop", "why": "", "names": [quote(_identifier(name)) for name in stage.names]}
+        case Match():
+            stages = [_stage(inner, quote) for inner in stage.stages]
+            return {"kind": "match", "why": stage.why, "selector": quote(stage.selector), "stages": stages}
+
+
+def pipeline_context(pipeline: LogPipeline, stack: str, quote: Callable[[str], str]) -> dict[str, Any]:
+    """What both agent templates render: discovery, stream labels and stages, quoted for one syntax."""
+    return {
+        "stack": stack,
+        "stack_filter": quote(f"{STACK_LABEL}={stack}"),
+        "refresh_interval": quote(pipeline.refresh_interval),
+        "loki_push_url": quote(LOKI_PUSH_URL),
+        "stream_labels": [
+            {"target": quote(label.target), "source": quote(label.source), "regex": label.regex and quote(label.regex)}
+            for label in pipeline.stream_labels
+        ],
+        "stages": [_stage(stage, quote) for stage in pipeline.stages],
+    }
+
+
+def alloy_config(config: StackConfig) -> str:
+    return render_template(
+        "alloy/config.alloy.j2",
+        docker_host=alloy_string(f"unix://{config.monitoring.docker_socket}"),
+        **pipeline_context(PIPELINE, config.name, alloy_string),
+    )
+
+
+def promtail_yml(config: StackConfig) -> str:
+    return render_template(
+        "promtail/promtail.yml.j2",
+        http_port=PROMTAIL.port,
+        positions_file=yaml_string(f"{PROMTAIL.data_dir}/positions.yaml"),
+        docker_host=yaml_string(f"unix://{config.monitoring.docker_socket}"),
+        **pipeline_context(PIPELINE, config.name, yaml_string),
+    )
+
+
+_AGENT_CONFIGS: dict[str, Callable[[StackConfig], str]] = {ALLOY.name: alloy_config, PROMTAIL.name: promtail_yml}
+
+
+def log_agent_files(config: StackConfig) -> list[RenderedFile]:
+    """The configuration of the agent the stack runs (and only that one)."""
+    agent = deployed_agent(config)
+    return [RenderedFile(agent.rendered_path, agent.config_file, _AGENT_CONFIGS[agent.name](config))]
+
+
+def _agent_command(agent: LogAgent) -> list[str]:
+    if agent is PROMTAIL:
+        return [f"-config.file={agent.config_file}"]
+    # the image's entrypoint is /bin/alloy; it listens on 127.0.0.1 unless told otherwise, out of Prometheus' reach
+    return [
+        "run",
+        f"--server.http.listen-addr=0.0.0.0:{agent.port}",
+        f"--storage.path={agent.data_dir}",
+        # monitoring-net is internal: usage reports to Grafana could only fail
+        "--disable-reporting",
+        agent.config_file,
+    ]
+
+
+def add_log_agent(tier: Tier) -> None:
+    settings, agent = tier.config.monitoring, deployed_agent(tier.config)
+    image, memory_mb = {
+        ALLOY.name: (settings.alloy_image, settings.alloy_memory_mb),
+        PROMTAIL.name: (settings.promtail_image, settings.promtail_memory_mb),
+    }[agent.name]
+    tier.container(
+        ContainerSpec(
+            service=agent.name,
+            name=agent.name,
+            image=tier.image(f"{agent.name}-image", image),
+            command=_agent_command(agent),
+            uploads=as_uploads(log_agent_files(tier.config)),
+            volumes=[
+                # read offsets, so a restarted agent resumes where it stopped
+                tier.data_mount(agent.name, agent.data_dir),
+                # read-only Docker API access; root, both images' default user, may read the socket (UID 473 `alloy` may not)
+                docker.ContainerVolumeArgs(
+                    host_path=settings.docker_socket, container_path=settings.docker_socket, read_only=True
+                ),
+            ],
+            # no fixed address: nothing connects to it but Prometheus, by name
+            networks=[Attachment(tier.stack.segments.monitoring.network, aliases=[agent.name])],
+            # both images are Ubuntu-based, with bash but neither curl nor wget
+            healthcheck=Healthcheck(
+                [
+                    "CMD",
+                    "bash",
+                    "-c",
+                    f"exec 3<>/dev/tcp/127.0.0.1/{agent.port} && printf 'GET {agent.ready_path} HTTP/1.0\\r\\n\\r\\n' >&3 "
+                    "&& head -n1 <&3 | grep -q ' 200 '",
+                ]
+            ),
+            # Alloy sets its Go GOMEMLIMIT to 90% of this cgroup limit itself (automemlimit)
+            memory_mb=memory_mb,
+        )
+    )

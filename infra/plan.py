@@ -1,0 +1,253 @@
+"""What a deploy of a stack would create, shown before anything is: `scripts/infra plan --stack dev`.
+
+Every figure comes from the program itself, run offline under Pulumi's mocks (infra/inventory.py):
+containers, images, networks, ports, volumes and memory from what it registers; the erasure layout,
+the endpoints and the names of the credentials from what it exports. The host sizing applies the
+preflight's own thresholds to those figures. Nothing here describes the stack a second time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.config import StackConfig
+from infra.config.edge import EdgeSettings
+from infra.inventory import Inventory, OfflineRun, inventory_of, offline_run
+from infra.preflight import DATA_HEADROOM_GIB, IMAGE_DISK_ALLOWANCE_GIB, MEMORY_WARNING_SHARE
+
+
+@dataclass(frozen=True)
+class PortRoute:
+    """One published port: where clients connect on the host, and what answers."""
+
+    host_ip: str
+    host_port: int
+    container: str
+    container_port: int
+    protocol: str
+    setting: str
+    """The stack setting that chooses the host port ('edge.s3TlsPort'), or '' if none does."""
+    serves: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "host": f"{self.host_ip}:{self.host_port}",
+            "container": self.container,
+            "containerPort": self.container_port,
+            "protocol": self.protocol,
+            "setting": self.setting,
+            "serves": self.serves,
+        }
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """What the Docker host needs for a stack, by the preflight's thresholds."""
+
+    memory_mb: int
+    """The containers' memory limits, added up."""
+    disk_floor_gib: float
+    """Images and the log rotation ceiling, before any data: below this the preflight stops the deploy."""
+
+    @property
+    def host_memory_gib(self) -> int:
+        """The least host memory (whole GiB) that keeps the limits under the preflight's warning share."""
+        return math.ceil(self.memory_mb / MEMORY_WARNING_SHARE / 1024)
+
+    @property
+    def disk_gib(self) -> float:
+        """Free disk under Docker's data root that leaves the preflight's headroom for data."""
+        return self.disk_floor_gib + DATA_HEADROOM_GIB
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "memoryLimitsMb": self.memory_mb,
+            "hostMemoryGib": self.host_memory_gib,
+            "diskBeforeDataGib": round(self.disk_floor_gib, 1),
+            "diskGib": round(self.disk_gib, 1),
+        }
+
+
+def _port_setting_descriptions() -> dict[str, str]:
+    """Each published-port setting's description from the config model, up to its first parenthesis or ';'."""
+    return {
+        str(field.alias): (field.description or "").split(" (")[0].split(";")[0]
+        for field in EdgeSettings.model_fields.values()
+        if field.alias in EdgeSettings().published_ports()
+    }
+
+
+def port_routes(inventory: Inventory, config: StackConfig) -> tuple[PortRoute, ...]:
+    settings = {port: key for key, port in config.edge.published_ports().items()}
+    described = _port_setting_descriptions()
+    routes = []
+    for container in inventory.containers:
+        for port in container.ports:
+            key = settings.get(port.external)
+            routes.append(
+                PortRoute(
+                    port.host_ip, port.external, container.name, port.internal, port.protocol,
+                    f"edge.{key}" if key else "", described.get(key or "", ""),
+                )
+            )
+    return tuple(sorted(routes, key=lambda route: route.host_port))
+
+
+@dataclass(frozen=True)
+class Plan:
+    stack: str
+    environment: str
+    inventory: Inventory
+    ports: tuple[PortRoute, ...]
+    layout: dict[str, Any]
+    """The program's `layout` output (infra/quorum.py's as_dict)."""
+    endpoints: dict[str, str]
+    """The program's `endpoints` output."""
+    credentials: tuple[str, ...]
+    """Names of the outputs the program marks secret: what `pulumi stack output --show-secrets NAME` shows after a deploy."""
+
+    @property
+    def sizing(self) -> Sizing:
+        return Sizing(self.inventory.memory_mb, IMAGE_DISK_ALLOWANCE_GIB + self.inventory.log_ceiling_mb / 1024)
+
+    def as_dict(self) -> dict[str, Any]:
+        inventory = self.inventory
+        mounted_by = {volume: c.name for c in inventory.containers for volume in c.volumes}
+        return {
+            "stack": self.stack,
+            "name": inventory.prefix,
+            "environment": self.environment,
+            "assumed": list(inventory.assumed),
+            "containers": [
+                {
+                    "name": c.name,
+                    "service": c.service,
+                    "image": c.image,
+                    "memoryMb": c.memory_mb,
+                    "networks": [{"network": a.network, "address": a.ipv4_address} for a in c.networks],
+                    "ports": [f"{p.host_ip}:{p.external}->{p.internal}/{p.protocol}" for p in c.ports],
+                    "volumes": list(c.volumes),
+                    "hostPaths": list(c.host_paths),
+                    "logCeilingMb": c.log_ceiling_mb,
+                }
+                for c in inventory.containers
+            ],
+            "ports": [route.as_dict() for route in self.ports],
+            "networks": [{"name": n.name, "segment": n.segment, "subnet": n.subnet} for n in inventory.networks],
+            "volumes": [
+                {"name": v.name, "mountedBy": mounted_by.get(v.name), "survivesDestroy": v.retained} for v in inventory.volumes
+            ],
+            "images": [{"reference": i.reference, "built": i.built} for i in inventory.images],
+            "memoryMb": inventory.memory_mb,
+            "sizing": self.sizing.as_dict(),
+            "layout": self.layout,
+            "endpoints": self.endpoints,
+            "credentials": list(self.credentials),
+        }
+
+    def lines(self) -> list[str]:
+        """The plan for people: one section per kind of thing, figures first."""
+        inventory, sizing, layout = self.inventory, self.sizing, self.layout
+        lines = [
+            f"plan of stack {self.stack!r} ({inventory.prefix}, environment {self.environment}): "
+            f"{len(inventory.containers)} containers, {len(inventory.networks)} networks, {len(inventory.volumes)} volumes, "
+            f"{len(inventory.images)} images; nothing is created",
+        ]
+        if inventory.assumed:
+            lines.append(
+                f"assumed: Pulumi.{self.stack}.yaml does not set {', '.join(inventory.assumed)} yet; this plan uses throwaway "
+                "values for them (no figure below depends on them), and validate and the deploy ask for them"
+            )
+        width = max(len(c.name) for c in inventory.containers)
+        image_width = max(len(c.image) for c in inventory.containers)
+        lines += ["", "containers:"]
+        for c in inventory.containers:
+            attached = [f"{a.network} {a.ipv4_address or '(dynamic address)'}" for a in c.networks] or ["(no network)"]
+            lines.append(f"  {c.name:<{width}}  {c.image:<{image_width}}  {c.memory_mb:>6} MiB  {attached[0]}")
+            lines += [f"  {'':<{width}}  {'':<{image_width}}  {'':>10}  {more}" for more in attached[1:]]
+        lines += ["", "published ports (host address:port -> container:port), the only way into the stack:"]
+        hosts = [f"{r.host_ip}:{r.host_port}" for r in self.ports]
+        targets = [f"{r.container}:{r.container_port}/{r.protocol}" for r in self.ports]
+        host_width, target_width = max(map(len, hosts), default=0), max(map(len, targets), default=0)
+        lines += [
+            f"  {host:<{host_width}} -> {target:<{target_width}}" + (f"  {r.setting}: {r.serves}" if r.setting else "")
+            for host, target, r in zip(hosts, targets, self.ports, strict=True)
+        ]
+        kept = [v for v in inventory.volumes if v.retained]
+        mounted_by = {volume: c.name for c in inventory.containers for volume in c.volumes}
+        volume_width = max((len(v.name) for v in inventory.volumes), default=0)
+        lines += ["", f"volumes ({len(kept)} of {len(inventory.volumes)} survive `pulumi destroy`: protected and left on the host):"]
+        lines += [
+            f"  {v.name:<{volume_width}}  {mounted_by.get(v.name, '(not mounted)'):<{width}}  "
+            + ("survives destroy" if v.retained else "deleted by destroy")
+            for v in inventory.volumes
+        ]
+        host_paths = [(path, c.name) for c in inventory.containers for path in c.host_paths]
+        if host_paths:
+            lines.append("host paths mounted (never touched by a destroy): " + ", ".join(f"{p} -> {n}" for p, n in host_paths))
+        lines += ["", f"networks: " + ", ".join(f"{n.name} {n.subnet}" for n in inventory.networks)]
+        built = [i.reference for i in inventory.images if i.built]
+        lines.append(
+            f"images: {len(inventory.images) - len(built)} pulled" + (f", built on the Docker host: {', '.join(built)}" if built else "")
+        )
+        lines += [
+            "",
+            f"memory: the limits add up to {sizing.memory_mb} MiB; a host with {sizing.host_memory_gib} GiB or more keeps them "
+            f"under {MEMORY_WARNING_SHARE:.0%} of its memory (the preflight warns above)",
+            f"disk under Docker's data root: {sizing.disk_floor_gib:.1f} GiB for images and logs before any data "
+            f"(the preflight stops below it); {sizing.disk_gib:.1f} GiB leaves {DATA_HEADROOM_GIB:.0f} GiB for data",
+            "",
+            f"erasure layout: {layout['nodes']} nodes x {layout['drivesPerNode']} drives = {layout['totalDrives']} drives in "
+            f"{layout['setCount']} set(s) of {layout['setSize']}, parity EC:{layout['parity']}, read quorum {layout['readQuorum']}, "
+            f"write quorum {layout['writeQuorum']}, usable {layout['usableFraction']:.0%} of raw capacity",
+            "  nodes down  reads  writes",
+        ]
+        yes_no = {True: "yes", False: "no"}
+        lines += [f"  {row['nodesDown']:>10}  {yes_no[row['reads']]:<5}  {yes_no[row['writes']]}" for row in layout["nodeLoss"]]
+        key_width = max(len(key) for key in self.endpoints)
+        lines += ["", "endpoints:"]
+        lines += [f"  {key:<{key_width}}  {url}" for key, url in self.endpoints.items()]
+        lines += [
+            "",
+            "credentials, generated at deploy time (after it: pulumi stack output --show-secrets NAME --stack "
+            f"{self.stack}): {', '.join(self.credentials)}",
+        ]
+        return lines
+
+
+def plan_of(stack: str, offline: OfflineRun) -> Plan:
+    outputs = offline.run.outputs
+    inventory = inventory_of(stack, offline.run.registrations, offline.assumed)
+    return Plan(
+        stack=stack,
+        environment=offline.config.environment,
+        inventory=inventory,
+        ports=port_routes(inventory, offline.config),
+        layout=dict(outputs["layout"]),
+        endpoints={str(key): str(url) for key, url in outputs["endpoints"].items()},
+        credentials=tuple(sorted(offline.run.secret_outputs)),
+    )
+
+
+def plan(stack: str, config_file: Path | None = None) -> Plan:
+    """The plan of `stack`, from its program run offline; raises ConfigError for a bad stack."""
+    return plan_of(stack, offline_run(stack, config_file))
+
+
+SIZING_HEADER = (
+    "| stack | containers | memory limits | host memory | disk before data | disk with room for data |",
+    "|---|---|---|---|---|---|",
+)
+
+
+def sizing_table(plans: list[Plan]) -> list[str]:
+    """The README's host sizing table, one row per stack."""
+    rows = [
+        f"| {p.stack} | {len(p.inventory.containers)} | {p.sizing.memory_mb} MiB | {p.sizing.host_memory_gib} GiB | "
+        f"{p.sizing.disk_floor_gib:.1f} GiB | {p.sizing.disk_gib:.1f} GiB |"
+        for p in plans
+    ]
+    return [*SIZING_HEADER, *rows]
