@@ -3,110 +3,39 @@
     .venv/bin/python -m dashboards.minio_overview          # rewrite dashboards/minio-overview.json
     .venv/bin/python -m dashboards.minio_overview --check  # exit 1 if the committed JSON is stale
 
-Queries read the datasources Grafana is provisioned with (fixed uids, see infra/monitoring.py).
+Queries read the datasources Grafana is provisioned with (fixed uids, see infra/monitoring/dashboards.py).
 MinIO's cluster endpoint is scraped on every node and each answer covers the whole cluster, so
 cluster gauges are read with max(), never summed; per-node counters (job minio-nodes) are summed.
+The bucket endpoint is scraped on every node too, each answer holding every node's samples: per-bucket
+series are deduplicated with max() by bucket and server before they are summed.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import warnings
 from pathlib import Path
-from typing import Any
 
-# the SDK steers towards the v2 (resource) schema, which file provisioning does not read without
-# feature flags; the classic dashboard JSON is what Grafana provisions from a folder
-warnings.filterwarnings("ignore", "Prefer using dashboardv2", DeprecationWarning)
-
-from grafana_foundation_sdk.builders import bargauge, dashboard, logs, loki, prometheus, stat, table, timeseries  # noqa: E402
-from grafana_foundation_sdk.builders.common import ReduceDataOptions, StackingConfig, VizLegendOptions  # noqa: E402
-from grafana_foundation_sdk.cog.encoder import JSONEncoder  # noqa: E402
-from grafana_foundation_sdk.models.common import (  # noqa: E402
-    BarGaugeDisplayMode,
-    BigValueColorMode,
-    BigValueGraphMode,
-    DataSourceRef,
-    LegendDisplayMode,
-    LegendPlacement,
-    LogsSortOrder,
-    StackingMode,
-    VizOrientation,
-)
-from grafana_foundation_sdk.models.prometheus import PromQueryFormat  # noqa: E402
-from grafana_foundation_sdk.models.dashboard import (  # noqa: E402
-    DashboardCursorSync,
-    DataTransformerConfig,
-    GridPos,
-    Threshold,
-    ThresholdsMode,
-    ValueMap,
-    ValueMappingResult,
-)
-
-from infra.monitoring.dashboards import LOKI_DATASOURCE_UID, PROMETHEUS_DATASOURCE_UID, dashboard_json  # noqa: E402
+from dashboards.panels import LOKI, PROMETHEUS, RATE, at, big_number, label_variable, query, thresholds, trend, write_or_check
+from dashboards.panels import render as panels_render
+from grafana_foundation_sdk.builders import bargauge, dashboard, logs, loki, stat, table, timeseries
+from grafana_foundation_sdk.builders.common import ReduceDataOptions
+from grafana_foundation_sdk.models.common import BarGaugeDisplayMode, BigValueColorMode, BigValueGraphMode, LogsSortOrder, VizOrientation
+from grafana_foundation_sdk.models.dashboard import DashboardCursorSync, DataTransformerConfig, GridPos, ValueMap, ValueMappingResult
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 UID = "minio-overview"
 OUTPUT = Path(__file__).resolve().parent / "minio-overview.json"
 
-PROMETHEUS = DataSourceRef(type_val="prometheus", uid=PROMETHEUS_DATASOURCE_UID)
-LOKI = DataSourceRef(type_val="loki", uid=LOKI_DATASOURCE_UID)
-
 CLUSTER = 'job="minio-cluster"'
 NODES = 'job="minio-nodes"'
 BUCKETS = 'job="minio-bucket"'
-RATE = "$__rate_interval"
-
-
-def query(expr: str, legend: str = "", *, instant: bool = False, ref: str = "A") -> prometheus.Dataquery:
-    built = prometheus.Dataquery().datasource(PROMETHEUS).expr(expr).ref_id(ref)
-    if legend:
-        built = built.legend_format(legend)
-    return built.instant() if instant else built.range()
-
-
-def at(x: int, y: int, width: int, height: int) -> GridPos:
-    return GridPos(h=height, w=width, x=x, y=y)
-
-
-def thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
-    return dashboard.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(
-        [Threshold(value=value, color=color) for value, color in steps]
-    )
-
-
-def big_number(title: str, expr: str, grid: GridPos, *, unit: str = "none", colors: dashboard.ThresholdsConfig) -> stat.Panel:
-    return (
-        stat.Panel()
-        .title(title)
-        .datasource(PROMETHEUS)
-        .grid_pos(grid)
-        .with_target(query(expr, instant=True))
-        .unit(unit)
-        .thresholds(colors)
-        .color_mode(BigValueColorMode.BACKGROUND)
-        .graph_mode(BigValueGraphMode.NONE)
-        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]))
-    )
-
-
-def trend(title: str, grid: GridPos, unit: str, *targets: prometheus.Dataquery, stacked: bool = False) -> timeseries.Panel:
-    panel = (
-        timeseries.Panel()
-        .title(title)
-        .datasource(PROMETHEUS)
-        .grid_pos(grid)
-        .unit(unit)
-        .fill_opacity(10)
-        .legend(VizLegendOptions().display_mode(LegendDisplayMode.TABLE).placement(LegendPlacement.RIGHT).show_legend(True).calcs(["mean", "max"]))
-    )
-    if stacked:
-        panel = panel.stacking(StackingConfig().mode(StackingMode.NORMAL))
-    for target in targets:
-        panel = panel.with_target(target)
-    return panel
+# the $node variable holds MinIO's own node names (its `server` label, e.g. minio1:9000), which
+# samples of the node endpoint and the per-node samples of the cluster endpoint both carry
+ON_NODES = 'server=~"$node"'
+ON_BUCKETS = 'bucket=~"$bucket"'
+# uploads and server-side copies wait for their whole body before the first byte, as in MinIOHighRequestLatency
+SLOW_BY_NATURE = "putobject|putobjectpart|putobjectextract|postpolicybucket|copyobject|copyobjectpart|listennotification"
+TTFB = "minio_s3_requests_ttfb_seconds_distribution"
 
 
 def build() -> dashboard.Dashboard:
@@ -160,11 +89,11 @@ def build() -> dashboard.Dashboard:
         .datasource(PROMETHEUS)
         .grid_pos(at(0, 19, 8, 8))
         .with_target(
-            query(f"topk(10, max by (bucket) (minio_bucket_usage_total_bytes{{{BUCKETS}}}))", "{{bucket}}", instant=True)
+            query(f"topk(10, max by (bucket) (minio_bucket_usage_total_bytes{{{BUCKETS}, {ON_BUCKETS}}}))", "{{bucket}}", instant=True)
             .format(PromQueryFormat.TABLE)
         )
         .with_target(
-            query(f"topk(10, max by (bucket) (minio_bucket_usage_object_total{{{BUCKETS}}}))", "{{bucket}}", instant=True, ref="B")
+            query(f"topk(10, max by (bucket) (minio_bucket_usage_object_total{{{BUCKETS}, {ON_BUCKETS}}}))", "{{bucket}}", instant=True, ref="B")
             .format(PromQueryFormat.TABLE)
         )
         .with_transformation(
@@ -187,7 +116,7 @@ def build() -> dashboard.Dashboard:
     security_events = (
         logs.Panel()
         .title("Security events (denied and unauthenticated S3 requests)")
-        .description("MinIO audit entries that Promtail labelled security_event; credentials are redacted before they reach Loki.")
+        .description("MinIO audit entries that the log agent labelled security_event; credentials are redacted before they reach Loki.")
         .datasource(LOKI)
         .grid_pos(at(8, 19, 16, 8))
         .with_target(
@@ -211,6 +140,8 @@ def build() -> dashboard.Dashboard:
         .time("now-6h", "now")
         .timezone("browser")
         .refresh("30s")
+        .with_variable(label_variable("node", "Node", f"minio_software_version_info{{{NODES}}}", "server"))
+        .with_variable(label_variable("bucket", "Bucket", f"minio_bucket_usage_total_bytes{{{BUCKETS}}}", "bucket"))
         .with_row(dashboard.Row("Cluster health").grid_pos(at(0, 0, 24, 1)))
         .with_panel(health)
         .with_panel(big_number("Nodes online", f"max(minio_cluster_nodes_online_total{{{CLUSTER}}})", at(4, 1, 4, 4), colors=thresholds((None, "green"))))
@@ -322,30 +253,147 @@ def build() -> dashboard.Dashboard:
                 ),
             )
         )
+        .with_row(dashboard.Row("Latency: time to first byte").grid_pos(at(0, 43, 24, 1)))
+        .with_panel(latency_by_api(0.5, at(0, 44, 8, 8)))
+        .with_panel(latency_by_api(0.9, at(8, 44, 8, 8)))
+        .with_panel(latency_by_api(0.99, at(16, 44, 8, 8)))
+        .with_panel(
+            trend(
+                "p99 by node, against the alert threshold",
+                at(0, 52, 24, 8),
+                "s",
+                query(
+                    f"histogram_quantile(0.99, sum by (server, le) (rate({TTFB}{{{NODES}, {ON_NODES}, api!~\"{SLOW_BY_NATURE}\"}}[{RATE}])))",
+                    "{{server}}",
+                ),
+                # the recording rule rendered from monitoring.s3LatencyP99Seconds
+                query("minio_platform:s3_ttfb_p99_threshold_seconds", "MinIOHighRequestLatency threshold", ref="B"),
+            ).description(
+                "Uploads and server-side copies are left out, as in MinIOHighRequestLatency: their first byte waits for the whole body."
+            )
+        )
+        .with_row(dashboard.Row("Per node").grid_pos(at(0, 60, 24, 1)))
+        .with_panel(
+            trend(
+                "Requests per node",
+                at(0, 61, 12, 8),
+                "reqps",
+                query(f"sum by (server) (rate(minio_s3_requests_total{{{NODES}, {ON_NODES}}}[{RATE}]))", "{{server}}"),
+            )
+        )
+        .with_panel(
+            trend(
+                "Errors per node: 4xx and 5xx",
+                at(12, 61, 12, 8),
+                "reqps",
+                query(f"sum by (server) (rate(minio_s3_requests_4xx_errors_total{{{NODES}, {ON_NODES}}}[{RATE}]))", "{{server}} 4xx"),
+                query(f"sum by (server) (rate(minio_s3_requests_5xx_errors_total{{{NODES}, {ON_NODES}}}[{RATE}]))", "{{server}} 5xx", ref="B"),
+            )
+        )
+        .with_panel(
+            trend(
+                "CPU per node (cores)",
+                at(0, 69, 12, 8),
+                "short",
+                # per-node process samples are on the cluster endpoint, one copy per scraped node
+                query(f"max by (server) (rate(minio_node_process_cpu_total_seconds{{{CLUSTER}, {ON_NODES}}}[{RATE}]))", "{{server}}"),
+            )
+        )
+        .with_panel(
+            trend(
+                "Resident memory per node",
+                at(12, 69, 12, 8),
+                "bytes",
+                query(f"max by (server) (minio_node_process_resident_memory_bytes{{{CLUSTER}, {ON_NODES}}})", "{{server}}"),
+            )
+        )
+        .with_row(dashboard.Row("Per drive").grid_pos(at(0, 77, 24, 1)))
+        .with_panel(
+            trend(
+                "Drives offline per node",
+                at(0, 78, 8, 8),
+                "short",
+                query(f"max by (server) (minio_node_drive_offline_total{{{NODES}, {ON_NODES}}})", "{{server}} offline"),
+                query(f"max by (server) (minio_node_drive_online_total{{{NODES}, {ON_NODES}}})", "{{server}} online", ref="B"),
+            ).description("MinIO's v2 metrics give each node's count of online and offline drives, not a state per drive.")
+        )
+        .with_panel(
+            trend(
+                "Drive latency (slowest storage operation, last minute's average)",
+                at(8, 78, 16, 8),
+                "µs",
+                query(f"max by (server, drive) (minio_node_drive_latency_us{{{NODES}, {ON_NODES}}})", "{{server}} {{drive}}"),
+            ).description("One line per drive: a drive far above its peers is the slow one.")
+        )
+        .with_panel(
+            trend(
+                "Drive errors (I/O errors and timeouts)",
+                at(0, 86, 12, 8),
+                "short",
+                query(
+                    f"sum by (server, drive) (rate(minio_node_drive_errors_availability{{{NODES}, {ON_NODES}}}[{RATE}]))",
+                    "{{server}} {{drive}}",
+                ),
+            ).description("Per second, per drive: minio_node_drive_errors_availability counts I/O errors and timeouts.")
+        )
+        .with_panel(
+            trend(
+                "Drive space used",
+                at(12, 86, 12, 8),
+                "percentunit",
+                query(
+                    f"max by (server, drive) (minio_node_drive_used_bytes{{{NODES}, {ON_NODES}}})"
+                    f" / max by (server, drive) (minio_node_drive_total_bytes{{{NODES}, {ON_NODES}}})",
+                    "{{server}} {{drive}}",
+                ),
+            )
+        )
+        .with_row(dashboard.Row("Per bucket").grid_pos(at(0, 94, 24, 1)))
+        .with_panel(
+            trend(
+                "Requests per bucket",
+                at(0, 95, 12, 8),
+                "reqps",
+                query(
+                    f"sum by (bucket) (max by (bucket, server, api) (rate(minio_bucket_requests_total{{{BUCKETS}, {ON_BUCKETS}}}[{RATE}])))",
+                    "{{bucket}}",
+                ),
+            )
+        )
+        .with_panel(
+            trend(
+                "p99 time to first byte per bucket",
+                at(12, 95, 12, 8),
+                "s",
+                query(
+                    "histogram_quantile(0.99, sum by (bucket, le) (max by (bucket, server, api, le) "
+                    f"(rate(minio_bucket_requests_ttfb_seconds_distribution{{{BUCKETS}, {ON_BUCKETS}, api!~\"{SLOW_BY_NATURE}\"}}[{RATE}]))))",
+                    "{{bucket}}",
+                ),
+            )
+        )
     )
 
 
+def latency_by_api(quantile: float, grid: GridPos) -> timeseries.Panel:
+    percentile = f"p{quantile * 100:g}"
+    return trend(
+        f"{percentile} time to first byte by API",
+        grid,
+        "s",
+        query(
+            f"histogram_quantile({quantile}, sum by (api, le) (rate({TTFB}{{{NODES}, {ON_NODES}}}[{RATE}])))",
+            "{{api}}",
+        ),
+    ).description(f"{percentile} of the time each S3 API takes to its first byte, on the selected nodes (MinIO's buckets: 50ms to 10s).")
+
+
 def render() -> str:
-    document: dict[str, Any] = json.loads(JSONEncoder().encode(build().build()))
-    # Grafana keys panel state by id; the builders leave ids unset (rows get 0)
-    for number, panel in enumerate(document["panels"], start=1):
-        panel["id"] = number
-    return dashboard_json(document)
+    return panels_render(build())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="fail if the committed JSON differs from the code")
-    args = parser.parse_args(argv)
-    content = render()
-    if args.check:
-        if not OUTPUT.is_file() or OUTPUT.read_text() != content:
-            print(f"{OUTPUT.name} is stale: run python -m dashboards.minio_overview", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(content)
-    print(f"wrote {OUTPUT}")
-    return 0
+    return write_or_check(OUTPUT, build, "dashboards.minio_overview", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ but `preflight`, which reads the Docker host.
 
 `python -m infra ...` is the same command line. Exit codes: 0 done; 1 the preflight found a
 problem on the host, or the program failed when run offline; 2 a bad input (unknown stack,
-unreadable stack file, invalid configuration, output folder), said in one line per problem.
+unreadable stack file, invalid configuration, output folder), said in one line per problem;
+3 (validate) valid but for the inputs only the operator can give (prod's public host, certificate
+and key), which scripts/deploy then asks for once the stack exists.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from infra.secrets import SECRET_CONFIG_KEYS, SecretValues
 from infra.stack_files import render_stack_files
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# validate: everything else is valid, but what only the operator can give is missing
+EXIT_OPERATOR_INPUTS_MISSING = 3
 
 
 class InputError(SystemExit):
@@ -41,10 +45,10 @@ class InputError(SystemExit):
         self.code = 2
 
 
-def _config(stack: str, config_file: Path | None) -> tuple[StackConfig, set[str]]:
+def _config(stack: str, config_file: Path | None, warn: bool = True) -> tuple[StackConfig, set[str]]:
     values, encrypted = read_stack_file(stack_file(stack, PROJECT_ROOT, config_file))
     config, supplied = split_config(stack, values, SECRET_CONFIG_KEYS, encrypted)
-    for warning in config.warnings():
+    for warning in config.warnings() if warn else []:
         print(f"warning: {warning}", file=sys.stderr)
     return config, set(supplied)
 
@@ -59,19 +63,21 @@ def load_stack(stack: str, config_file: Path | None) -> StackConfig:
 
 def validate(args: argparse.Namespace) -> int:
     config, supplied = _config(args.stack, args.config_file)
-    # what infra/program.py load_config refuses before any resource: only the operator can give these
-    missing = config.edge.missing_operator_inputs(config.environment, supplied)
-    if missing:
-        raise ConfigError(args.stack, missing)
     from infra.inventory import offline_run
 
     try:
+        # with throwaway stand-ins for missing operator inputs, so the rest is checked all the same
         offline_run(args.stack, args.config_file)
     except ConfigError:
         raise
     except Exception as error:  # noqa: BLE001 - whatever the program raises, said in one line
         print(f"error: stack {args.stack!r}: the program fails when run offline: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    # what infra/program.py load_config refuses before any resource: only the operator can give these
+    missing = config.edge.missing_operator_inputs(config.environment, supplied)
+    if missing:
+        print(f"error: {ConfigError(args.stack, missing)}", file=sys.stderr)
+        return EXIT_OPERATOR_INPUTS_MISSING
     print(f"stack {args.stack!r}: configuration is valid, and the program runs with it")
     return 0
 
@@ -166,7 +172,7 @@ def _read_json_object(source: str) -> dict[str, Any]:
 def summary(args: argparse.Namespace) -> int:
     from infra.summary import PulumiEnvironment, SmokeResult, summary_lines
 
-    config, _ = _config(args.stack, args.config_file)
+    config, _ = _config(args.stack, args.config_file, warn=False)  # the deploy showed them at its start
     outputs = _read_json_object(args.outputs_file)
     if args.smoke_exit is None:
         smoke = SmokeResult(None, skipped_because=args.smoke_skipped or "not asked for")

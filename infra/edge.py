@@ -22,11 +22,11 @@ import pulumi_docker as docker
 import pulumi_tls as tls
 
 from infra.config import StackConfig
-from infra.config.edge import ADMIN_HOST_ADDRESS, TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY
+from infra.config.edge import ADMIN_HOST_ADDRESS, TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY, size_in_bytes
 from infra.container import Attachment, ContainerSpec, Healthcheck
 from infra.identity import KEYCLOAK_HTTP_PORT
 from infra.monitoring.dashboards import GRAFANA_PORT
-from infra.monitoring.metrics import ALERTS_DIR
+from infra.monitoring.metrics import ALERTS_DIR, EDGE_STATUS_PORT
 from infra.networks import gateway_address, host_address
 from infra.rendering import RenderedFile, as_uploads, render_template
 from infra.runbook import render_runbook_html
@@ -64,7 +64,7 @@ class ProxyUpstreams:
 
 @dataclass(frozen=True)
 class ProxyRuntime:
-    """Where nginx keeps its files and which address it listens on."""
+    """Where nginx keeps its files, which address it listens on, how it writes its log, its workers."""
 
     pid_file: str = "/var/run/nginx.pid"
     temp_dir: str = "/var/cache/nginx"
@@ -79,17 +79,52 @@ class ProxyRuntime:
     host_gateway: str | None = None
     """Where the Docker host's own connections come from (None: the edge network's gateway): the
     only client the admin listener admits."""
+    status_allow: tuple[str, ...] | None = None
+    """Who may read the status page (None: monitoring-net, where its exporter runs, but not that
+    network's gateway, which is the Docker host)."""
+    access_log_buffer: str | None = "4k"
+    """Records collected per write of the access log (None: one write per request). At most 4k
+    (PIPE_BUF): /dev/stdout is a pipe, and only writes that small reach it whole while every
+    worker writes to it, so each record stays one line."""
+    access_log_flush: str = "1s"
+    """The longest a record waits in that buffer."""
+    worker_processes: str = "auto"
+    worker_connections: int = 4096
+    """Per worker, client and upstream connections together (a proxied request holds one of each)."""
 
 
 CONTAINER_RUNTIME = ProxyRuntime()
 
 
+def nginx_size(size: int) -> str:
+    """Bytes as nginx writes a size: '512k', '4m', or plain bytes."""
+    for unit, factor in (("m", 1024**2), ("k", 1024)):
+        if size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
 @dataclass(frozen=True)
 class ProxyBuffers:
-    """Per-connection buffers of the streaming path (never spooled to disk)."""
+    """Per-request buffers of the S3 path, all in memory: nothing is ever spooled to disk."""
 
     body: str = "1m"
+    """client_body_buffer_size: each read of an upload, passed on as it arrives."""
     response: str = "256k"
+    """proxy_buffer_size, and the size of each response buffer."""
+    response_buffers: int = 16
+    """proxy_buffers on the S3 listeners: how far nginx may read a download ahead of the client, in
+    memory only; 0 relays it through the one proxy_buffer_size buffer (proxy_buffering off)."""
+
+    def context(self) -> dict[str, object]:
+        response = size_in_bytes(self.response)
+        return {
+            "body": self.body,
+            "response": self.response,
+            "response_buffers": self.response_buffers,
+            # nginx's default of two buffers on their way to the client, within its limit of all but one
+            "busy": nginx_size(max(1, min(2, self.response_buffers - 1)) * response),
+        }
 
 
 @dataclass(frozen=True)
@@ -130,6 +165,11 @@ def nginx_context(
             "host_gateway": runtime.host_gateway or gateway_address(config.networks.edge.subnet),
         },
         "keycloak": {"realm": config.identity.realm, "admin_allow": list(config.identity.admin_allow_from)},
+        "status": {
+            "listen": listen(EDGE_STATUS_PORT),
+            "deny": [] if runtime.status_allow else [gateway_address(config.networks.monitoring.subnet)],
+            "allow": list(runtime.status_allow or [config.networks.monitoring.subnet]),
+        },
         "limits": edge.limits.model_dump(),
         "tls": {
             "certificate": runtime.certificate,
@@ -141,7 +181,7 @@ def nginx_context(
         "upstreams": asdict(upstreams or ProxyUpstreams.of_stack(config)),
         "failover": edge.failover.model_dump(),
         "max_body_size": edge.max_body_size,
-        "buffers": asdict(buffers),
+        "buffers": buffers.context(),
     }
 
 

@@ -173,6 +173,9 @@ def realm_context(config: StackConfig, secrets: SecretValues) -> dict[str, Any]:
             "username": config.identity.bootstrap_username,
             "password": secrets.keycloak_bootstrap_password,
             "policies": list(BOOTSTRAP_POLICIES),
+            # an imported user gets no role unless named here (not even the realm's default roles,
+            # whose manage-account the account console needs)
+            "realm_roles": [f"default-roles-{config.identity.realm}"],
         },
     }
 

@@ -39,6 +39,11 @@ HOST_NUMBERS: dict[str, int] = {
     "postgres": 9,
     "minio": 10,  # minio1 is .10, minio2 .11, ... (up to 32 nodes)
     "backup": 50,
+    "docker-api-proxy": 51,
+    # the Docker API proxy admits its caller by address; one per agent, since a changed logAgent
+    # creates the new agent before the old one is deleted
+    "alloy": 52,
+    "promtail": 53,
 }
 # fixed host numbers stay below this; the block after it is the dynamic range
 FIXED_BLOCK = 64

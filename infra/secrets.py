@@ -1,5 +1,8 @@
 """Every secret of the stack: supplied by the operator as a Pulumi secret, or generated once.
 
+A few can only be supplied (kind "operator": the offsite mirror target's credentials); unset, they
+are empty, and what needs them refuses to deploy without them.
+
 `SecretValues` holds the plain values and exists only inside `Output.apply` (deploy) or with
 throwaway values (offline `render`); anything rendered from it is itself a secret Output.
 """
@@ -13,6 +16,7 @@ import pulumi
 import pulumi_random as random
 
 from infra.config.edge import PROVIDED_TLS_KEYS
+from infra.config.replication import TARGET_ACCESS_KEY_KEY, TARGET_SECRET_KEY_KEY
 
 # the MinIO user Prometheus's bearer token is signed for (policy metrics-reader: admin:Prometheus only);
 # `scripts/ops bootstrap` creates it with metricsReaderSecretKey
@@ -25,9 +29,9 @@ class SecretSpec:
     """Pulumi config key an operator may set with `pulumi config set --secret` instead of generating."""
     purpose: str
     length: int = 40
-    kind: Literal["password", "username", "key"] = "password"
+    kind: Literal["password", "username", "key", "operator"] = "password"
     """password: mixed-case letters and digits; username: lower-case letters and digits;
-    key: `length` random bytes, base64-encoded."""
+    key: `length` random bytes, base64-encoded; operator: never generated, only supplied."""
 
 
 def _secret(key: str, purpose: str, **options: Any) -> Any:
@@ -49,6 +53,15 @@ class SecretValues:
     )
     metrics_reader_secret_key: str = _secret(
         "metricsReaderSecretKey", "secret key of metrics-reader, the MinIO user Prometheus's token is signed for"
+    )
+    mirror_service_secret_key: str = _secret(
+        "mirrorServiceSecretKey", "secret key of mirror-service, the MinIO user the offsite mirror reads buckets as"
+    )
+    replication_target_access_key: str = _secret(
+        TARGET_ACCESS_KEY_KEY, "access key on the offsite mirror's target (replication.target)", kind="operator"
+    )
+    replication_target_secret_key: str = _secret(
+        TARGET_SECRET_KEY_KEY, "secret key on the offsite mirror's target (replication.target)", kind="operator"
     )
     postgres_password: str = _secret("postgresPassword", "PostgreSQL password of Keycloak's database user")
     keycloak_admin_password: str = _secret("keycloakAdminPassword", "Keycloak master-realm admin password (bootstrap admin)")
@@ -95,7 +108,10 @@ class PlatformSecrets(pulumi.ComponentResource):
         config = pulumi.Config()
         self.outputs = {}
         for attribute, spec in SECRET_SPECS.items():
-            value = config.require_secret(spec.key) if spec.key in supplied else _generate(f"{name}-{spec.key}", spec, self)
+            if spec.key in supplied:
+                value = config.require_secret(spec.key)
+            else:
+                value = pulumi.Output.from_input("") if spec.kind == "operator" else _generate(f"{name}-{spec.key}", spec, self)
             # random's own secret marking is applied by the engine; mark it here so every consumer sees it
             self.outputs[attribute] = pulumi.Output.secret(value)
         self.values = pulumi.Output.all(**self.outputs).apply(lambda plain: SecretValues(**plain))

@@ -39,3 +39,19 @@ def require_root(reason: str) -> None:
         if IN_CI:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+
+
+# tools of the deployed release, built from the Go module proxy by scripts/test
+PINNED_TOOLS = ROOT / ".cache" / "go"
+
+
+def require_pinned_tool(name: str, version: str) -> str:
+    """Path of `name` built at `version` by scripts/test: skip without it, but fail under CI=true."""
+    path = PINNED_TOOLS / "bin" / name
+    stamp = PINNED_TOOLS / f"{name}.version"
+    if not path.is_file() or not stamp.is_file() or stamp.read_text().strip() != version:
+        message = f"{name} {version} is not built (scripts/test builds it with go install)"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return str(path)

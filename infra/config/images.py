@@ -81,11 +81,23 @@ AUDIT_SINK = ImagePin(
     checked_against="Python 3.11.16 (docker-library/official-images library/python)",
     setting="monitoring.auditSinkImage",
 )
+NGINX_EXPORTER = ImagePin(
+    reference="nginx/nginx-prometheus-exporter:1.5.3",
+    what="NGINX Prometheus exporter: the edge proxy's stub_status as metrics",
+    checked_against="nginx-prometheus-exporter 1.5.3, tag v1.5.3 (nginx/nginx-prometheus-exporter, 2026-08-14; 1.5.2 is retracted)",
+    setting="monitoring.nginxExporterImage",
+)
 ALLOY = ImagePin(
     reference="grafana/alloy:v1.21.2",
     what="Grafana Alloy log agent, Promtail's successor",
     checked_against="Grafana Alloy v1.21.2 (grafana/alloy releases, 2026-10-22)",
     setting="monitoring.alloyImage",
+)
+DOCKER_API_PROXY = ImagePin(
+    reference="wollomatic/socket-proxy:1.13.1",
+    what="Docker API proxy: the only holder of the Docker socket, read calls only for the log agent",
+    checked_against="wollomatic/socket-proxy 1.13.1 (wollomatic/socket-proxy releases, 2026-08-15)",
+    setting="monitoring.dockerApiProxyImage",
 )
 
 IMAGE_PINS: tuple[ImagePin, ...] = (
@@ -98,8 +110,10 @@ IMAGE_PINS: tuple[ImagePin, ...] = (
     LOKI,
     ALLOY,
     PROMTAIL,
+    DOCKER_API_PROXY,
     GRAFANA,
     AUDIT_SINK,
+    NGINX_EXPORTER,
 )
 
 # the log agent that replaced Promtail (monitoring.logAgent)

@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from infra.config.base import ImageRef, MemoryMb, Settings
-from infra.config.images import ALERTMANAGER, AUDIT_SINK, GRAFANA, LOKI, PROMETHEUS, PROMTAIL
+from infra.config.images import ALERTMANAGER, AUDIT_SINK, DOCKER_API_PROXY, GRAFANA, LOKI, PROMETHEUS, PROMTAIL
 from infra.config.images import DEFAULT_ALLOY_IMAGE
+from infra.config.images import NGINX_EXPORTER
 from infra.services import audit_sink
 
 DEFAULT_PROMETHEUS_IMAGE = PROMETHEUS.reference
@@ -20,12 +21,18 @@ DEFAULT_LOKI_IMAGE = LOKI.reference
 DEFAULT_PROMTAIL_IMAGE = PROMTAIL.reference
 DEFAULT_GRAFANA_IMAGE = GRAFANA.reference
 DEFAULT_AUDIT_SINK_IMAGE = AUDIT_SINK.reference
+DEFAULT_NGINX_EXPORTER_IMAGE = NGINX_EXPORTER.reference
+DEFAULT_DOCKER_API_PROXY_IMAGE = DOCKER_API_PROXY.reference
 
 # grafana.com/docs/loki/latest/send-data/promtail/: "end of life as of March 2, 2026"; Alloy is its successor
 PROMTAIL_END_OF_LIFE = "2026-03-02"
 
 # Alertmanager's dev default: the stack's own audit sink, which writes every notification to its log.
 DEFAULT_WEBHOOK_URL = audit_sink.ALERTMANAGER_WEBHOOK_URL
+
+# the largest finite bucket of MinIO's time-to-first-byte histogram (cmd/metrics.go, httpRequestsDuration):
+# above it histogram_quantile can only answer this bound, so a threshold there could never be crossed
+TTFB_LARGEST_BUCKET_SECONDS = 10.0
 
 # a Prometheus duration as both 2.42 and 3.x accept it, in one unit: 15s, 1m, 2h, 30d
 _DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$")
@@ -65,6 +72,12 @@ class MonitoringSettings(Settings):
     audit_sink_image: ImageRef = Field(
         DEFAULT_AUDIT_SINK_IMAGE, description="Python runtime of the audit sink (standard library only)"
     )
+    nginx_exporter_image: ImageRef = Field(
+        DEFAULT_NGINX_EXPORTER_IMAGE, description="turns the edge proxy's stub_status into metrics"
+    )
+    docker_api_proxy_image: ImageRef = Field(
+        DEFAULT_DOCKER_API_PROXY_IMAGE, description="the Docker API proxy between the log agent and the Docker socket"
+    )
 
     scrape_interval: Duration = "15s"
     evaluation_interval: Duration = "15s"
@@ -76,6 +89,9 @@ class MonitoringSettings(Settings):
     alert_group_interval: Duration = Field("5m", description="how often a changed group is notified again")
     alert_repeat_interval: Duration = Field("4h", description="how often a still-firing alert is repeated")
     loki_retention: Duration = Field("168h", description="log retention; Loki deletes in whole 24h index periods")
+    s3_latency_p99_seconds: float = Field(
+        2.0, description="MinIOHighRequestLatency fires when an S3 API's p99 time to first byte stays above this"
+    )
 
     webhook_url: HttpUrl = Field(
         DEFAULT_WEBHOOK_URL,
@@ -90,7 +106,15 @@ class MonitoringSettings(Settings):
         "alloy", description="what ships container logs to Loki: Grafana Alloy, or Promtail (end of life)"
     )
     docker_socket: str = Field(
-        "/var/run/docker.sock", pattern=r"^/", description="Docker API socket the log agent reads (mounted read-only)"
+        "/var/run/docker.sock",
+        pattern=r"^/",
+        description="the Docker API socket on the Docker host; only the Docker API proxy mounts it (read-only)",
+    )
+    docker_socket_gid: int | None = Field(
+        None,
+        ge=0,
+        description="group owning dockerSocket on the Docker host (`stat -c %g /var/run/docker.sock`): the proxy "
+        "then runs as nobody (65534) in that group; unset, as UID 0, the socket's owner, with every capability dropped",
     )
 
     prometheus_memory_mb: MemoryMb = 1024
@@ -100,6 +124,8 @@ class MonitoringSettings(Settings):
     promtail_memory_mb: MemoryMb = 256
     grafana_memory_mb: MemoryMb = 512
     audit_sink_memory_mb: MemoryMb = 128
+    nginx_exporter_memory_mb: MemoryMb = 32
+    docker_api_proxy_memory_mb: MemoryMb = 64
 
     @field_validator("evaluation_interval")
     @classmethod
@@ -108,6 +134,16 @@ class MonitoringSettings(Settings):
         if scrape is not None and duration_seconds(value) < duration_seconds(scrape):
             raise ValueError(
                 f"{value!r} is shorter than scrapeInterval {scrape!r}: rules would evaluate the same samples twice"
+            )
+        return value
+
+    @field_validator("s3_latency_p99_seconds")
+    @classmethod
+    def _measurable_latency(cls, value: float) -> float:
+        if not 0 < value < TTFB_LARGEST_BUCKET_SECONDS:
+            raise ValueError(
+                f"{value!r} is not between 0 and {TTFB_LARGEST_BUCKET_SECONDS:g} seconds: MinIO's time-to-first-byte "
+                f"histogram ends at {TTFB_LARGEST_BUCKET_SECONDS:g}s, so a p99 above that cannot be measured"
             )
         return value
 

@@ -18,6 +18,7 @@ from infra.config.edge import EdgeSettings
 from infra.config.identity import IdentitySettings
 from infra.config.monitoring import MonitoringSettings
 from infra.config.network import NetworkSettings
+from infra.config.replication import Replication
 from infra.config.runtime import ContainerSettings
 from infra.config.storage import StorageSettings
 
@@ -44,6 +45,7 @@ class StackConfig(Settings):
     buckets: BucketCatalogue = Field(default_factory=lambda: dict(DEFAULT_CATALOGUE))
     # validated even when left out, so a catalogue without the default backup bucket is caught
     backup: BackupSettings = Field(default_factory=BackupSettings, validate_default=True)
+    replication: Replication = None
 
     @field_validator("backup")
     @classmethod

@@ -1,6 +1,6 @@
 """The monitoring tier, by concern: metrics (Prometheus, Alertmanager and the rule files), logs
-(Loki, the audit sink), the log agent (Alloy or Promtail, from the pipeline in log_pipeline.py) and
-dashboards (Grafana and its provisioning).
+(Loki, the audit sink), the log agent (Alloy or Promtail, from the pipeline in log_pipeline.py) with
+the Docker API proxy it reads through, and dashboards (Grafana and its provisioning).
 
 Each module renders its own files from templates/ (and the committed alerts/ and dashboards/)
 with pure functions, and adds its containers to the one `Monitoring` component.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pulumi
 
 from infra.config import StackConfig
-from infra.monitoring import dashboards, log_agent, logs, metrics
+from infra.monitoring import dashboards, docker_api_proxy, log_agent, logs, metrics
 from infra.rendering import RenderedFile
 from infra.secrets import SecretValues
 from infra.tier import Tier, TierArgs
@@ -33,14 +33,16 @@ class MonitoringArgs(TierArgs):
 
 
 class Monitoring(Tier):
-    """By name in the stack: prometheus, alertmanager, loki, alloy (or promtail), grafana, audit-sink."""
+    """By name in the stack: prometheus, alertmanager, nginx-exporter, loki, docker-api-proxy, alloy (or promtail), grafana, audit-sink."""
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("minio-platform:monitoring:Monitoring", name, args, opts)
         metrics.add_prometheus(self)
         metrics.add_alertmanager(self)
+        metrics.add_nginx_exporter(self)
         logs.add_loki(self)
-        log_agent.add_log_agent(self)
+        docker_api = docker_api_proxy.add_docker_api_proxy(self, client=log_agent.deployed_agent(self.config).name)
+        log_agent.add_log_agent(self, docker_api)
         dashboards.add_grafana(self)
         logs.add_audit_sink(self)
         self.register_outputs({"containers": [container.name for container in self.containers.values()]})

@@ -1,6 +1,7 @@
-"""The log agent: reads every container of the stack through the Docker API and ships its lines to
-Loki, redacted and tagged. Grafana Alloy by default, Promtail (end of life) when `monitoring.logAgent`
-says so; both configurations are rendered from the one pipeline definition in `log_pipeline.py`.
+"""The log agent: reads every container of the stack through the Docker API, by way of the Docker API
+proxy (docker_api_proxy.py, read calls only), and ships its lines to Loki, redacted and tagged.
+Grafana Alloy by default, Promtail (end of life) when `monitoring.logAgent` says so; both
+configurations are rendered from the one pipeline definition in `log_pipeline.py`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 import pulumi_docker as docker
 
 from infra.config import StackConfig
-from infra.container import STACK_LABEL, Attachment, ContainerSpec, Healthcheck
+from infra.container import STACK_LABEL, ContainerSpec, Healthcheck
+from infra.monitoring.docker_api_proxy import DOCKER_API_URL
 from infra.monitoring.log_pipeline import (
     PIPELINE,
     Json,
@@ -123,7 +125,7 @@ def pipeline_context(pipeline: LogPipeline, stack: str, quote: Callable[[str], s
 def alloy_config(config: StackConfig) -> str:
     return render_template(
         "alloy/config.alloy.j2",
-        docker_host=alloy_string(f"unix://{config.monitoring.docker_socket}"),
+        docker_host=alloy_string(DOCKER_API_URL),
         **pipeline_context(PIPELINE, config.name, alloy_string),
     )
 
@@ -133,7 +135,7 @@ def promtail_yml(config: StackConfig) -> str:
         "promtail/promtail.yml.j2",
         http_port=PROMTAIL.port,
         positions_file=yaml_string(f"{PROMTAIL.data_dir}/positions.yaml"),
-        docker_host=yaml_string(f"unix://{config.monitoring.docker_socket}"),
+        docker_host=yaml_string(DOCKER_API_URL),
         **pipeline_context(PIPELINE, config.name, yaml_string),
     )
 
@@ -161,7 +163,8 @@ def _agent_command(agent: LogAgent) -> list[str]:
     ]
 
 
-def add_log_agent(tier: Tier) -> None:
+def add_log_agent(tier: Tier, docker_api: docker.Container) -> None:
+    """The agent the stack runs, created once `docker_api` (the Docker API proxy it reads through) is healthy."""
     settings, agent = tier.config.monitoring, deployed_agent(tier.config)
     image, memory_mb = {
         ALLOY.name: (settings.alloy_image, settings.alloy_memory_mb),
@@ -174,16 +177,10 @@ def add_log_agent(tier: Tier) -> None:
             image=tier.image(f"{agent.name}-image", image),
             command=_agent_command(agent),
             uploads=as_uploads(log_agent_files(tier.config)),
-            volumes=[
-                # read offsets, so a restarted agent resumes where it stopped
-                tier.data_mount(agent.name, agent.data_dir),
-                # read-only Docker API access; root, both images' default user, may read the socket (UID 473 `alloy` may not)
-                docker.ContainerVolumeArgs(
-                    host_path=settings.docker_socket, container_path=settings.docker_socket, read_only=True
-                ),
-            ],
-            # no fixed address: nothing connects to it but Prometheus, by name
-            networks=[Attachment(tier.stack.segments.monitoring.network, aliases=[agent.name])],
+            # read offsets, so a restarted agent resumes where it stopped; no Docker socket: the proxy has it
+            volumes=[tier.data_mount(agent.name, agent.data_dir)],
+            # a fixed address, the one the Docker API proxy admits; Prometheus scrapes it by name
+            networks=[tier.stack.segments.monitoring.attachment(agent.name)],
             # both images are Ubuntu-based, with bash but neither curl nor wget
             healthcheck=Healthcheck(
                 [
@@ -196,5 +193,6 @@ def add_log_agent(tier: Tier) -> None:
             ),
             # Alloy sets its Go GOMEMLIMIT to 90% of this cgroup limit itself (automemlimit)
             memory_mb=memory_mb,
-        )
+        ),
+        depends_on=[docker_api],
     )

@@ -1,8 +1,11 @@
-"""Metrics and alerting: Prometheus with its scrape jobs and rule files, and Alertmanager.
+"""Metrics and alerting: Prometheus with its scrape jobs and rule files, Alertmanager, and the
+exporter that turns the edge proxy's stub_status into metrics.
 
-Prometheus scrapes every MinIO node on storage-net (with a bearer JWT derived from the MinIO
-credentials) and the monitoring services on monitoring-net; the rule files are the committed
-alerts/*.rules.yml with their runbook links pointed at the stack's own runbook.
+Prometheus scrapes every MinIO node and Keycloak's management port on storage-net (MinIO with a
+bearer JWT derived from the metrics reader's credentials), and the monitoring services, Grafana and
+the edge proxy's exporter on monitoring-net. The rule files are the committed alerts/*.rules.yml with
+their runbook links pointed at the stack's own runbook, plus the stack's alert thresholds rendered as
+recording rules, which the committed rules compare against.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
 from infra.config import StackConfig
-from infra.container import ContainerSpec, Healthcheck
+from infra.container import Attachment, ContainerSpec, Healthcheck
+from infra.identity import KEYCLOAK_MANAGEMENT_PORT
 from infra.monitoring.log_agent import deployed_agent
 from infra.monitoring.logs import LOKI_PORT
+from infra.networks import host_address
 from infra.rendering import FileOwner, RenderedFile, render_template
 from infra.runbook import COMMITTED_RUNBOOK_URL, runbook_url
 from infra.secrets import METRICS_READER_USER, SecretValues
@@ -30,9 +35,15 @@ ALERTS_DIR = PROJECT_ROOT / "alerts"
 
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
+# the edge proxy's stub_status listener (templates/nginx/nginx.conf.j2), for the exporter only
+EDGE_STATUS_PORT = 8081
+NGINX_EXPORTER = "nginx-exporter"
+NGINX_EXPORTER_PORT = 9113
 
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
 PROMETHEUS_RULES_DIR = "/etc/prometheus/rules"
+# rendered, not committed: each stack's alert thresholds as recording rules
+THRESHOLD_RULES_FILE = "stack-thresholds.yml"
 MINIO_TOKEN_FILE = "/etc/prometheus/secrets/minio-metrics-token"
 ALERTMANAGER_CONFIG = "/etc/alertmanager/alertmanager.yml"
 WEBHOOK_TOKEN_FILE = "/etc/alertmanager/secrets/webhook-token"
@@ -46,6 +57,10 @@ SEVERITIES = ("critical", "warning", "info")
 def monitoring_jobs(config: StackConfig) -> tuple[str, ...]:
     """The monitoring services MonitoringTargetDown watches (alerts/monitoring.rules.yml), in scrape order."""
     return ("prometheus", "alertmanager", "loki", deployed_agent(config).name, "audit-sink")
+
+
+# the rest of the platform, which PlatformTargetDown watches (alerts/platform.rules.yml), in scrape order
+PLATFORM_JOBS = ("grafana", "keycloak", "edge-proxy")
 
 
 def minio_metrics_token(access_key: str, secret_key: str) -> str:
@@ -70,6 +85,11 @@ class ScrapeAddresses:
     audit_sink: str
     minio_nodes: tuple[tuple[str, str], ...]
     """(node name, host:port) of every MinIO node."""
+    grafana: str
+    keycloak: str
+    """Keycloak's management interface, which serves /metrics."""
+    edge_proxy: str
+    """The exporter of the edge proxy's stub_status."""
 
     @classmethod
     def of_stack(cls, config: StackConfig) -> ScrapeAddresses:
@@ -77,6 +97,9 @@ class ScrapeAddresses:
             (node_name(index), f"{node_name(index)}:{API_PORT}") for index in range(1, config.storage.nodes + 1)
         )
         agent = deployed_agent(config)
+        # dashboards.py imports this module's ports
+        from infra.monitoring.dashboards import GRAFANA_PORT
+
         return cls(
             prometheus=f"localhost:{PROMETHEUS_PORT}",
             alertmanager=f"alertmanager:{ALERTMANAGER_PORT}",
@@ -84,6 +107,10 @@ class ScrapeAddresses:
             log_agent=f"{agent.name}:{agent.port}",
             audit_sink=f"{audit_sink.SERVICE}:{audit_sink.PORT}",
             minio_nodes=nodes,
+            grafana=f"grafana:{GRAFANA_PORT}",
+            # its alias on storage-net, the network it shares with Prometheus
+            keycloak=f"keycloak:{KEYCLOAK_MANAGEMENT_PORT}",
+            edge_proxy=f"{NGINX_EXPORTER}:{NGINX_EXPORTER_PORT}",
         )
 
 
@@ -109,6 +136,26 @@ def prometheus_yml(
         rules_dir=rules_dir,
         alertmanager=addresses.alertmanager,
         monitoring_jobs=[{"name": job, "target": targets[job], "metrics_path": "/metrics"} for job in monitoring_jobs(config)],
+        platform_jobs=[
+            {
+                "name": "grafana",
+                "target": addresses.grafana,
+                "metrics_path": "/metrics",
+                "why": "Grafana answers /metrics at its root whatever its sub-path (it strips the prefix first)",
+            },
+            {
+                "name": "keycloak",
+                "target": addresses.keycloak,
+                "metrics_path": "/metrics",
+                "why": "Keycloak's management interface (metrics-enabled), on storage-net",
+            },
+            {
+                "name": "edge-proxy",
+                "target": addresses.edge_proxy,
+                "metrics_path": "/metrics",
+                "why": "the exporter of the edge proxy's stub_status; its nginx_up says whether nginx answered",
+            },
+        ],
         minio_jobs=[
             {
                 "name": "minio-cluster",
@@ -143,6 +190,26 @@ def alert_rule_files(config: StackConfig) -> dict[str, str]:
     }
 
 
+def threshold_rules(config: StackConfig) -> str:
+    """The stack's alert thresholds as recording rules: the committed rules compare against these series."""
+    return render_template(
+        "prometheus/thresholds.rules.yml.j2",
+        stack=config.name,
+        thresholds=[
+            {
+                "record": "minio_platform:s3_ttfb_p99_threshold_seconds",
+                "setting": "monitoring.s3LatencyP99Seconds",
+                "value": config.monitoring.s3_latency_p99_seconds,
+            }
+        ],
+    )
+
+
+def rule_files(config: StackConfig) -> dict[str, str]:
+    """Every rule file Prometheus loads, by name: the committed ones and the stack's thresholds."""
+    return {**alert_rule_files(config), THRESHOLD_RULES_FILE: threshold_rules(config)}
+
+
 def alertmanager_yml(config: StackConfig, token_file: str | None) -> str:
     settings = config.monitoring
     return render_template(
@@ -172,7 +239,7 @@ def prometheus_files(config: StackConfig, secrets: SecretValues) -> list[Rendere
         ),
         *(
             RenderedFile(f"prometheus/rules/{name}", f"{PROMETHEUS_RULES_DIR}/{name}", content)
-            for name, content in alert_rule_files(config).items()
+            for name, content in rule_files(config).items()
         ),
         RenderedFile("prometheus/secrets/minio-metrics-token", MINIO_TOKEN_FILE, token + "\n", secret=True),
     ]
@@ -249,5 +316,31 @@ def add_alertmanager(tier: Tier) -> None:
             networks=[tier.stack.segments.monitoring.attachment("alertmanager")],
             healthcheck=_http_probe(f"http://localhost:{ALERTMANAGER_PORT}/-/ready"),
             memory_mb=settings.alertmanager_memory_mb,
+        )
+    )
+
+
+def nginx_exporter_command(config: StackConfig) -> list[str]:
+    status = host_address(config.networks.monitoring.subnet, "edge-proxy")
+    return [
+        f"--nginx.scrape-uri=http://{status}:{EDGE_STATUS_PORT}/stub_status",
+        f"--web.listen-address=:{NGINX_EXPORTER_PORT}",
+    ]
+
+
+def add_nginx_exporter(tier: Tier) -> None:
+    settings = tier.config.monitoring
+    tier.container(
+        ContainerSpec(
+            service=NGINX_EXPORTER,
+            name=NGINX_EXPORTER,
+            image=tier.image("nginx-exporter-image", settings.nginx_exporter_image),
+            command=nginx_exporter_command(tier.config),
+            # reaches the proxy's status listener, and is scraped, on monitoring-net only
+            networks=[Attachment(tier.stack.segments.monitoring.network, aliases=[NGINX_EXPORTER])],
+            # the image is FROM scratch (no shell, no HTTP client): the probe shows the binary runs;
+            # whether it serves, and whether nginx answers it, are PlatformTargetDown and PlatformEdgeProxyDown
+            healthcheck=Healthcheck(["CMD", "/usr/bin/nginx-prometheus-exporter", "--version"]),
+            memory_mb=settings.nginx_exporter_memory_mb,
         )
     )

@@ -91,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, summary: str) -> argparse.ArgumentParser:
+    def command(name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
         return commands.add_parser(
-            name, parents=[common], help=summary, description=summary, epilog=EPILOG,
+            name, parents=[common], help=summary, description=f"{summary}. {details}" if details else summary, epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
         "bootstrap",
         f"after a deploy: the {OPS_ADMIN_USER} user (with root, only if it cannot sign in), then as {OPS_ADMIN_USER}: "
         "install-policies, sync-buckets, the backup-service and metrics-reader users",
+        "Their secrets come from the "
+        f"stack outputs ({OPS_ADMIN_SECRET_OUTPUT}, backupServiceSecretKey, metricsReaderSecretKey) or OPS_ADMIN_SECRET_KEY, "
+        f"{ENV_BACKUP_SECRET_KEY}, OPS_METRICS_READER_SECRET_KEY; root's from {ENV_ROOT_ACCESS_KEY}/{ENV_ROOT_SECRET_KEY} "
+        "or minioRootUser/minioRootPassword",
     )
     bootstrap.add_argument("--dry-run", action="store_true", help="show the bucket plan and change nothing")
 
@@ -441,8 +445,10 @@ def _warn_about_root_keys(ctx: Context, ops: Connection) -> None:
 
 
 def cmd_bootstrap(ctx: Context) -> int:
-    """Root signs in only when ops-admin cannot: on a new cluster nobody else holds admin:CreateUser,
-    admin:CreatePolicy and admin:AttachUserOrGroupPolicy (MinIO grants root everything as the owner)."""
+    """Root signs in only when ops-admin cannot, to create it: on a new cluster nobody else may create a
+    user, a policy and the attachment (admin:CreateUser, admin:CreatePolicy, admin:AttachUserOrGroupPolicy:
+    AddUser, AddCannedPolicy, AttachDetachPolicyBuiltin in MinIO's cmd/admin-handlers-users.go), and
+    root passes every check as the owner. Everything else needs only the admin policy: ops-admin's."""
     outputs = ctx.outputs()
     users = stack_users()
     secrets = {user.name: ctx.environ.get(user.variable) or outputs.get(user.output) for user in users}

@@ -1,231 +1,422 @@
-"""Benchmark (not a test): large-object throughput through the rendered edge proxy versus direct.
+"""Benchmark (not a test): the rendered edge proxy beside direct access and MinIO's reference configuration.
 
-Streams a large object (default 1 GiB) with curl, PUT then GET, to a stand-in upstream, once
-directly and once through real nginx running the rendered configuration, all on loopback; then
-uploads 5 GiB through the proxy while sampling the resident memory of every nginx process.
+Three paths to the same origin, all on loopback: direct, through real nginx running the rendered
+configuration ("ours"), and through nginx running MinIO's reference nginx.conf ("reference",
+tests/bench/reference_proxy.py). The origins are not MinIO (tests/bench/origins.py): for large
+objects a sink that drains PUT bodies in the kernel and sends GET bodies with sendfile(), for small
+objects nginx serving files with sendfile. Paths alternate within every round (the order rotates
+from round to round) and ratios are taken round by round, so a machine shared with other work
+slows both sides of a pair alike; each figure is the median of the rounds, with their range.
 
-Upstreams (neither is MinIO):
-  sink      a minimal HTTP server that drains PUT bodies and sends GET bodies with sendfile(),
-            so the proxy's own cost is what differs between the two paths (default)
-  seaweed   SeaweedFS's S3 gateway (anonymous access: the figures measure transfer, not signing);
-            it stores to disk and is itself the bottleneck on small machines
+  large   PUT then GET of one object (curl), on the plain and the TLS S3 listener
+  small   4 KiB GET and PUT (wrk, PUT with a Lua script) at each concurrency, plain and TLS
+  memory  a PUT and a GET of --memory-gib through our proxy while its resident memory is sampled
 
-    sudo .venv/bin/python tests/bench/bench_proxy.py [--upstream sink|seaweed] [--size-gib 1] [--rounds 5] [--memory-gib 5]
+CPU time is read from /proc for the proxy's processes (master and workers) over each run, and
+reported per GiB and per 1000 requests; the origin's and the client's are reported beside it, and
+"cores busy" is everyone's CPU time over the run's wall time.
 
-Numbers depend on the machine (CPU shared by curl, nginx and the upstream); compare the ratio.
+    sudo .venv/bin/python tests/bench/bench_proxy.py [--rounds 5] [--size-gib 1] [--duration 3]
+        [--workloads large,small,memory] [--listeners plain,tls] [--connections 1,16,64]
+        [--candidate KEY=VALUE ...] [--candidate-edit 'REGEX=>REPLACEMENT' ...]
+
+--candidate runs a fourth path: our configuration with ProxyBuffers / ProxyRuntime fields changed
+(response_buffers=0, access_log_buffer=none, worker_processes=1, ...); --candidate-edit rewrites
+its rendered file further for probes the context has no field for (a different log_format, say).
+Numbers depend on the machine; compare the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
-import statistics
+import re
 import subprocess
 import sys
 import tempfile
-import threading
-import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from infra.edge import ProxyBuffers  # noqa: E402
-from tests.lab.proxy_lab import (  # noqa: E402
-    STREAM_STAND_IN_ADDRESS,
-    LabProxy,
-    all_upstreams_at,
-    free_port,
-    lab_stack,
-    running_proxy,
-    running_seaweed,
-    stop,
-    wait_for_port,
+from infra.edge import ProxyBuffers, ProxyRuntime, render_nginx_conf, throwaway_certificate  # noqa: E402
+from tests.bench.measurements import (  # noqa: E402
+    Cost,
+    CpuMeter,
+    Spread,
+    Transfer,
+    WrkRun,
+    curl_transfer,
+    peak_resident_during,
+    put_script,
+    wrk,
 )
+from tests.bench.origins import ORIGIN_ADDRESS, REFERENCE_ADDRESS, SINK_ADDRESS, NginxOrigin, ObjectSink, nginx_pids  # noqa: E402
+from tests.bench.reference_proxy import ReferenceProxy  # noqa: E402
+from tests.lab.proxy_lab import PROXY_ADDRESS, LabProxy, all_upstreams_at, free_port, lab_stack, wait_for_port  # noqa: E402
 
 GIB = 1024**3
+MIB = 1024**2
+SMALL = 4096
 BUCKET = "bench"
+CORES = os.cpu_count() or 1
 
 
-def curl(*args: str) -> tuple[int, float]:
-    """HTTP status and seconds of one transfer."""
-    result = subprocess.run(
-        ["curl", "-sS", "-o", "/dev/null", "-H", "Expect:", "-w", "%{http_code} %{time_total}", *args],
-        capture_output=True, text=True, check=True, timeout=1800,
-    )
-    status, seconds = result.stdout.split()
-    return int(status), float(seconds)
+@dataclass
+class TunedProxy(LabProxy):
+    """Our rendered configuration, with some context fields changed and its text optionally edited.
+
+    Several run at once on the lab's proxy address: any listener the lab stack chose no port for
+    (an internal one at a fixed port) is moved to a free port.
+    """
+
+    runtime_changes: dict[str, object] = field(default_factory=dict)
+    edits: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def runtime(self) -> ProxyRuntime:
+        return dataclasses.replace(super().runtime, **self.runtime_changes)  # type: ignore[arg-type]
+
+    def start(self) -> TunedProxy:
+        (self.root / "temp").mkdir(parents=True, exist_ok=True)
+        if self.tls:
+            material = throwaway_certificate(PROXY_ADDRESS)
+            (self.root / "tls").mkdir(exist_ok=True)
+            (self.root / "tls" / "server.crt").write_text(material.certificate)
+            (self.root / "tls" / "server.key").write_text(material.key)
+        (self.root / "runbook").mkdir(exist_ok=True)
+        (self.root / "runbook" / "index.html").write_text("runbook")
+        text = render_nginx_conf(self.config, self.upstreams, self.runtime, self.buffers)
+        chosen = {str(port) for port in self.config.edge.published_ports().values()}
+        for port in set(re.findall(rf"listen {re.escape(PROXY_ADDRESS)}:(\d+)", text)) - chosen:
+            text = text.replace(f"listen {PROXY_ADDRESS}:{port}", f"listen {PROXY_ADDRESS}:{free_port(PROXY_ADDRESS)}")
+        for pattern, replacement in self.edits:
+            text, count = re.subn(pattern, replacement, text)
+            if not count:
+                raise SystemExit(f"--candidate-edit {pattern!r} matches nothing in the rendered configuration")
+        conf = self.root / "nginx.conf"
+        conf.write_text(text)
+        self.process = subprocess.Popen(
+            ["nginx", "-p", str(self.root), "-e", str(self.root / "error.log"), "-c", str(conf), "-g", "daemon off; user root;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(PROXY_ADDRESS, self.s3_port, self.process)
+        return self
+
+    def pids(self) -> list[int]:
+        assert self.process is not None
+        return nginx_pids(self.process.pid)
 
 
-def transfer(base: str, source: Path, key: str) -> tuple[float, float]:
-    """Seconds of one PUT and one GET of `source` at `base`/bucket/key."""
-    status, put = curl("-T", str(source), f"{base}/{BUCKET}/{key}")
-    if status != 200:
-        raise RuntimeError(f"PUT {base}/{BUCKET}/{key} answered {status}")
-    status, get = curl(f"{base}/{BUCKET}/{key}")
-    if status != 200:
-        raise RuntimeError(f"GET {base}/{BUCKET}/{key} answered {status}")
-    return put, get
+@dataclass(frozen=True)
+class Route:
+    """One way to the origin: its name, base URL and the proxy processes on it (none for direct)."""
+
+    name: str
+    base: str
+    pids: Callable[[], list[int]]
 
 
-def resident_kib(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
+def parse_changes(pairs: list[str]) -> tuple[dict[str, object], dict[str, object]]:
+    """KEY=VALUE pairs split into ProxyBuffers and ProxyRuntime changes, typed like each field."""
+    buffers, runtime = {f.name: f for f in dataclasses.fields(ProxyBuffers)}, {f.name: f for f in dataclasses.fields(ProxyRuntime)}
+    to_buffers: dict[str, object] = {}
+    to_runtime: dict[str, object] = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        value: object = None if raw.lower() == "none" else int(raw) if raw.isdigit() and key in ("response_buffers", "worker_connections") else raw
+        if key in buffers:
+            to_buffers[key] = value
+        elif key in runtime:
+            to_runtime[key] = value
+        else:
+            raise SystemExit(f"--candidate {key}: not a field of ProxyBuffers or ProxyRuntime")
+    return to_buffers, to_runtime
 
 
-def peak_memory_during(proxy: LabProxy, action: threading.Thread) -> tuple[int, int]:
-    """Resident memory of nginx (master and workers, KiB) before `action`, and its peak while it runs."""
-    assert proxy.process is not None
-    pids = [proxy.process.pid, *proxy.worker_pids()]
-    before = resident_kib(pids)
-    peak = before
-    action.start()
-    while action.is_alive():
-        peak = max(peak, resident_kib(pids))
-        time.sleep(0.02)
-    action.join()
-    return before, peak
+def edge_ssl_settings() -> str:
+    """The http-level ssl_* directives of our rendered TLS configuration, certificate lines aside."""
+    text = render_nginx_conf(lab_stack(tls=True), all_upstreams_at(f"{SINK_ADDRESS}:1"))
+    return "".join(line + "\n" for line in text.splitlines() if line.startswith("    ssl_") and "ssl_certificate" not in line)
 
 
-def serve_sink(address: str, port: int, source: Path) -> None:
-    """The sink upstream: drains every PUT body, answers every GET with `source` (sendfile)."""
-    import socket
-    import socketserver
+@contextlib.contextmanager
+def started(process: object) -> Iterator[object]:
+    try:
+        yield process.start()  # type: ignore[attr-defined]
+    finally:
+        process.stop()  # type: ignore[attr-defined]
 
+
+def rotated(routes: list[Route], round_number: int) -> list[Route]:
+    shift = round_number % len(routes)
+    return routes[shift:] + routes[:shift]
+
+
+# ---- large objects ------------------------------------------------------------------------------
+
+
+@dataclass
+class LargeResult:
+    transfers: dict[tuple[str, str], list[tuple[Transfer, Cost]]] = field(default_factory=dict)
+
+    def add(self, route: str, operation: str, measured: tuple[Transfer, Cost]) -> None:
+        self.transfers.setdefault((route, operation), []).append(measured)
+
+
+def large_rounds(routes: list[Route], origin_pids: Callable[[], list[int]], source: Path, rounds: int) -> LargeResult:
+    result = LargeResult()
     size = source.stat().st_size
+    for route in routes:  # warm-up: connections, page cache, nginx's first allocations
+        curl_transfer(f"{route.base}/{BUCKET}/warm-up", source)
+        curl_transfer(f"{route.base}/{BUCKET}/{source.name}")
+    for round_number in range(rounds):
+        for route in rotated(routes, round_number):
+            meter = CpuMeter(route.pids, origin_pids)
+            for operation in ("PUT", "GET"):
+                url = f"{route.base}/{BUCKET}/{source.name if operation == 'GET' else f'{route.name}-{round_number}'}"
+                transfer, cost = meter.measure(lambda: curl_transfer(url, source if operation == "PUT" else None))
+                assert isinstance(transfer, Transfer)
+                if transfer.status != 200 or transfer.bytes != size:
+                    raise RuntimeError(f"{operation} {url}: status {transfer.status}, {transfer.bytes} of {size} bytes")
+                result.add(route.name, operation, (transfer, cost))
+    return result
 
-    class Connection(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            sock: socket.socket = self.request
-            buffer = bytearray(1 << 20)
-            pending = b""
-            with source.open("rb") as body:
-                while True:
-                    while b"\r\n\r\n" not in pending:
-                        data = sock.recv(65536)
-                        if not data:
-                            return
-                        pending += data
-                    head, _, pending = pending.partition(b"\r\n\r\n")
-                    lines = head.decode("latin-1").split("\r\n")
-                    method = lines[0].split(" ", 1)[0]
-                    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-                    remaining = int(headers.get("content-length", "0")) - len(pending)
-                    pending = b""
-                    view = memoryview(buffer)
-                    while remaining > 0:
-                        got = sock.recv_into(view, min(remaining, len(buffer)))
-                        if not got:
-                            return
-                        remaining -= got
-                    if method == "GET":
-                        sock.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n".encode())
-                        sock.sendfile(body, 0, size)
-                    else:
-                        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 
-    class Server(socketserver.ThreadingTCPServer):
-        daemon_threads = True
-        allow_reuse_address = True
+def mib_per_second(transfer: Transfer) -> float:
+    return transfer.bytes / MIB / transfer.seconds
 
-    with Server((address, port), Connection) as server:
-        server.serve_forever()
+
+def large_table(result: LargeResult, routes: list[Route], listener: str, size: int) -> list[str]:
+    names = [route.name for route in routes]
+    peers = [name for name in names if name != "direct"]
+    header = ["workload", *(f"{name} MiB/s" for name in names), *(f"{name} / direct" for name in peers)]
+    if "reference" in names:
+        header += [f"{name} / reference" for name in peers if name != "reference"]
+    header += [f"{name} CPU s/GiB" for name in peers] + ["origin CPU s/GiB (direct)", "client CPU s/GiB (direct)", "cores busy (direct / ours)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for operation in ("PUT", "GET"):
+        runs = {name: result.transfers[(name, operation)] for name in names}
+        rates = {name: Spread.of([mib_per_second(t) for t, _ in runs[name]]) for name in names}
+        row = [f"{size / MIB:.0f} MiB {operation} ({listener})", *(f"{rates[name].median:.0f}" for name in names)]
+        for name in peers:
+            row.append(Spread.of([mib_per_second(t) / mib_per_second(d) for (t, _), (d, _) in zip(runs[name], runs["direct"])]).ratio())
+        if "reference" in names:
+            for name in peers:
+                if name != "reference":
+                    row.append(Spread.of([mib_per_second(t) / mib_per_second(r) for (t, _), (r, _) in zip(runs[name], runs["reference"])]).ratio())
+        for name in peers:
+            row.append(Spread.of([c.proxy / (t.bytes / GIB) for t, c in runs[name]]).ratio(3))
+        row.append(Spread.of([c.origin / (t.bytes / GIB) for t, c in runs["direct"]]).ratio(3))
+        row.append(Spread.of([c.client / (t.bytes / GIB) for t, c in runs["direct"]]).ratio(3))
+        busy = {name: Spread.of([(c.proxy + c.origin + c.client) / t.seconds for t, c in runs[name]]).median for name in ("direct", "ours")}
+        row.append(f"{busy['direct']:.2f} / {busy['ours']:.2f} of {CORES}")
+        lines.append("| " + " | ".join(row) + " |")
+    ciphers = sorted({t.cipher for runs in result.transfers.values() for t, _ in runs if t.cipher})
+    if ciphers:
+        lines.append(f"\nnegotiated (curl): {', '.join(ciphers)}")
+    return lines
+
+
+# ---- small objects ------------------------------------------------------------------------------
+
+
+def threads_for(connections: int) -> int:
+    return 1 if connections == 1 else 2
+
+
+def small_rounds(
+    routes: list[Route], origin_pids: Callable[[], list[int]], script: Path, connections: list[int], rounds: int, seconds: float
+) -> dict[tuple[str, str, int], list[tuple[WrkRun, Cost]]]:
+    runs: dict[tuple[str, str, int], list[tuple[WrkRun, Cost]]] = {}
+    for route in routes:
+        wrk(f"{route.base}/{BUCKET}/small.bin", 16, 2, 1.0)
+        wrk(f"{route.base}/{BUCKET}/put.bin", 16, 2, 1.0, script)
+    for operation in ("GET", "PUT"):
+        for count in connections:
+            for round_number in range(rounds):
+                for route in rotated(routes, round_number):
+                    meter = CpuMeter(route.pids, origin_pids)
+                    target = f"{route.base}/{BUCKET}/{'small.bin' if operation == 'GET' else 'put.bin'}"
+                    run, cost = meter.measure(
+                        lambda: wrk(target, count, threads_for(count), seconds, script if operation == "PUT" else None)
+                    )
+                    assert isinstance(run, WrkRun)
+                    if run.failures:
+                        raise RuntimeError(f"wrk {operation} {target} -c{count}: {run.failures} failed requests")
+                    runs.setdefault((route.name, operation, count), []).append((run, cost))
+    return runs
+
+
+def small_table(runs: dict[tuple[str, str, int], list[tuple[WrkRun, Cost]]], routes: list[Route], listener: str, connections: list[int]) -> list[str]:
+    names = [route.name for route in routes]
+    peers = [name for name in names if name != "direct"]
+    header = ["workload", *(f"{name} req/s" for name in names), *(f"{name} / direct" for name in peers)]
+    if "reference" in names:
+        header += [f"{name} / reference" for name in peers if name != "reference"]
+    header += ["p50 ms " + " / ".join(names), "p99 ms " + " / ".join(names), *(f"{name} added p99 ms" for name in peers)]
+    header += [f"{name} CPU s/1000 req" for name in peers] + ["origin CPU s/1000 req (direct)", "client CPU s/1000 req (direct)", "cores busy (direct / ours)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for operation in ("GET", "PUT"):
+        for count in connections:
+            measured = {name: runs[(name, operation, count)] for name in names}
+            rates = {name: Spread.of([r.rate for r, _ in measured[name]]) for name in names}
+            row = [f"4 KiB {operation}, {count} conn. ({listener})", *(f"{rates[name].median:.0f}" for name in names)]
+            for name in peers:
+                row.append(Spread.of([r.rate / d.rate for (r, _), (d, _) in zip(measured[name], measured["direct"])]).ratio())
+            if "reference" in names:
+                for name in peers:
+                    if name != "reference":
+                        row.append(Spread.of([r.rate / f.rate for (r, _), (f, _) in zip(measured[name], measured["reference"])]).ratio())
+            row.append(" / ".join(f"{Spread.of([r.p50_ms for r, _ in measured[name]]).median:.2f}" for name in names))
+            row.append(" / ".join(f"{Spread.of([r.p99_ms for r, _ in measured[name]]).median:.2f}" for name in names))
+            for name in peers:
+                row.append(Spread.of([r.p99_ms - d.p99_ms for (r, _), (d, _) in zip(measured[name], measured["direct"])]).ratio())
+            for name in peers:
+                row.append(Spread.of([c.proxy / (r.requests / 1000) for r, c in measured[name]]).ratio(4))
+            row.append(Spread.of([c.origin / (r.requests / 1000) for r, c in measured["direct"]]).ratio(4))
+            row.append(Spread.of([c.client / (r.requests / 1000) for r, c in measured["direct"]]).ratio(4))
+            busy = {name: Spread.of([(c.proxy + c.origin + c.client) / r.seconds for r, c in measured[name]]).median for name in ("direct", "ours")}
+            row.append(f"{busy['direct']:.2f} / {busy['ours']:.2f} of {CORES}")
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def negotiated(address: str, port: int) -> str:
+    """What OpenSSL's client defaults (wrk's and curl's) agree with a listener: protocol and cipher."""
+    result = subprocess.run(
+        ["openssl", "s_client", "-connect", f"{address}:{port}"], input="", capture_output=True, text=True, timeout=30
+    )
+    match = re.search(r"New, (\S+), Cipher is (\S+)", result.stdout)
+    return f"{match[1]} {match[2]}" if match else "unknown"
+
+
+# ---- the run ------------------------------------------------------------------------------------
 
 
 def random_file(path: Path, size: int) -> Path:
-    block = os.urandom(64 * 1024 * 1024)
+    block = os.urandom(min(size, 64 * MIB))
     with path.open("wb") as out:
-        for _ in range(size // len(block)):
-            out.write(block)
-        out.write(block[: size % len(block)])
+        written = 0
+        while written < size:
+            piece = block[: min(len(block), size - written)]
+            out.write(piece)
+            written += len(piece)
     return path
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-gib", type=float, default=1.0, help="object size of the throughput rounds")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per path; the median is reported")
-    parser.add_argument("--memory-gib", type=float, default=5.0, help="upload size of the memory measurement")
-    parser.add_argument("--upstream", choices=("sink", "seaweed"), default="sink")
-    defaults = ProxyBuffers()
-    parser.add_argument("--body-buffer", default=defaults.body, help="client_body_buffer_size to try")
-    parser.add_argument("--response-buffer", default=defaults.response, help="proxy_buffer_size to try")
-    parser.add_argument("--serve-sink", nargs=3, metavar=("ADDRESS", "PORT", "FILE"), help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per workload; every round runs each path once")
+    parser.add_argument("--size-gib", type=float, default=1.0, help="object size of the large-object rounds")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds of each wrk run")
+    parser.add_argument("--connections", default="1,16,64", help="wrk concurrencies of the small-object rounds")
+    parser.add_argument("--memory-gib", type=float, default=5.0, help="transfer size of the memory measurement")
+    parser.add_argument("--workloads", default="large,small,memory")
+    parser.add_argument("--listeners", default="plain,tls")
+    parser.add_argument("--no-reference", action="store_true", help="leave MinIO's reference configuration out")
+    parser.add_argument("--candidate", nargs="*", default=None, metavar="KEY=VALUE")
+    parser.add_argument("--candidate-edit", action="append", default=[], metavar="REGEX=>REPLACEMENT")
     args = parser.parse_args()
-    if args.serve_sink:
-        address, port, file = args.serve_sink
-        serve_sink(address, int(port), Path(file))
-        return 0
+    workloads, listeners = set(args.workloads.split(",")), args.listeners.split(",")
+    connections = [int(c) for c in args.connections.split(",")]
     size, memory_size = int(args.size_gib * GIB), int(args.memory_gib * GIB)
+    buffer_changes, runtime_changes = parse_changes(args.candidate or [])
+    candidate_wanted = args.candidate is not None or bool(args.candidate_edit)
+    edits = [tuple(edit.split("=>", 1)) for edit in args.candidate_edit]
+    limit = f"{max(6, int(args.memory_gib) + 1)}g"
+    report: list[str] = [
+        f"nginx {subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip().split('/')[-1]}, "
+        f"{CORES} cores, load average {os.getloadavg()[0]:.1f} at the start"
+    ]
+    if candidate_wanted:
+        report.append(f"candidate: {' '.join(args.candidate or [])} {' '.join(args.candidate_edit)}")
 
-    with tempfile.TemporaryDirectory(prefix="bench-proxy-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="bench-proxy-") as scratch, contextlib.ExitStack() as running:
         root = Path(scratch)
-        source = random_file(root / "object.bin", size)
-        big = root / "big.bin"
-        with big.open("wb") as sparse:
-            sparse.truncate(memory_size)
-        with contextlib.ExitStack() as running:
-            if args.upstream == "seaweed":
-                seaweed = running.enter_context(running_seaweed(root / "seaweed", gateways=1, verify_signatures=False))
-                [endpoint] = seaweed.gateway_endpoints
-            else:
-                port = free_port(STREAM_STAND_IN_ADDRESS)
-                sink = subprocess.Popen(
-                    [sys.executable, __file__, "--serve-sink", STREAM_STAND_IN_ADDRESS, str(port), str(source)]
-                )
-                running.callback(stop, sink)
-                wait_for_port(STREAM_STAND_IN_ADDRESS, port, sink)
-                endpoint = f"{STREAM_STAND_IN_ADDRESS}:{port}"
-            upstreams = all_upstreams_at(endpoint)
-            # the default 5g limit, plus room for the memory round's body
-            limit = f"{max(5, int(args.memory_gib) + 1)}g"
-            buffers = ProxyBuffers(body=args.body_buffer, response=args.response_buffer)
-            with running_proxy(root / "nginx", lab_stack(max_body_size=limit), upstreams, buffers) as proxy:
-                direct, proxied = f"http://{endpoint}", proxy.url("s3").rstrip("/")
-                status, _ = curl("-X", "PUT", f"{direct}/{BUCKET}")
-                if status != 200:
-                    raise RuntimeError(f"creating bucket {BUCKET} answered {status}")
-                transfer(direct, source, "warm-up")
-                timings: dict[str, list[tuple[float, float]]] = {"direct": [], "proxy": []}
-                for round_number in range(args.rounds):
-                    # alternate so that neither path always runs on a warmer cache
-                    order = ("direct", "proxy") if round_number % 2 == 0 else ("proxy", "direct")
-                    for path in order:
-                        base = direct if path == "direct" else proxied
-                        timings[path].append(transfer(base, source, f"{path}-{round_number}"))
+        files = root / "files"
+        files.mkdir()
+        material = throwaway_certificate(SINK_ADDRESS, addresses=(ORIGIN_ADDRESS, REFERENCE_ADDRESS))
+        (root / "origin.crt").write_text(material.certificate)
+        (root / "origin.key").write_text(material.key)
+        tls_files = (root / "origin.crt", root / "origin.key")
+        random_file(files / "small.bin", SMALL)
+        script = put_script(root / "put.lua", SMALL)
 
-                upload = threading.Thread(target=lambda: curl("-T", str(big), f"{proxied}/{BUCKET}/memory"))
-                before, peak = peak_memory_during(proxy, upload)
+        def proxies(origin_endpoint: Callable[[bool], str], tag: str) -> dict[str, dict[str, Route]]:
+            """Our proxy (and the candidate, and the reference) per listener, in front of one origin."""
+            routes: dict[str, dict[str, Route]] = {}
+            for listener in listeners:
+                tls = listener == "tls"
+                upstreams = all_upstreams_at(origin_endpoint(False))
+                ours = running.enter_context(started(TunedProxy(root / f"{tag}-ours-{listener}", lab_stack(tls=tls, max_body_size=limit), upstreams)))
+                assert isinstance(ours, TunedProxy)
+                chosen = {
+                    "direct": Route("direct", f"{'https' if tls else 'http'}://{origin_endpoint(tls)}", list),
+                    "ours": Route("ours", ours.url("s3").rstrip("/"), ours.pids),
+                }
+                if candidate_wanted:
+                    candidate = running.enter_context(started(TunedProxy(
+                        root / f"{tag}-candidate-{listener}", lab_stack(tls=tls, max_body_size=limit), upstreams,
+                        dataclasses.replace(ProxyBuffers(), **buffer_changes), runtime_changes=runtime_changes, edits=edits,  # type: ignore[arg-type]
+                    )))
+                    assert isinstance(candidate, TunedProxy)
+                    chosen["candidate"] = Route("candidate", candidate.url("s3").rstrip("/"), candidate.pids)
+                if not args.no_reference:
+                    reference = running.enter_context(started(ReferenceProxy(
+                        root / f"{tag}-reference-{listener}", origin_endpoint(False), tls_files if tls else None,
+                        edge_ssl_settings() if tls else "",
+                    )))
+                    assert isinstance(reference, ReferenceProxy)
+                    chosen["reference"] = Route("reference", reference.url(tls), reference.pids)
+                routes[listener] = chosen
+                if tls:
+                    report.append(f"TLS negotiated with OpenSSL's client defaults (as wrk), ours: {negotiated(PROXY_ADDRESS, ours.s3_port)}")
+            return routes
 
-    mib = size / 1024**2
-
-    def rate(seconds: list[float]) -> float:
-        return mib / statistics.median(seconds)
-
-    put_direct, put_proxy = rate([t[0] for t in timings["direct"]]), rate([t[0] for t in timings["proxy"]])
-    get_direct, get_proxy = rate([t[1] for t in timings["direct"]]), rate([t[1] for t in timings["proxy"]])
-    print(
-        f"upstream {args.upstream}, object {args.size_gib:g} GiB, median of {args.rounds} rounds (MiB/s), "
-        f"client_body_buffer_size {args.body_buffer}, proxy_buffer_size {args.response_buffer}"
-    )
-    print("| transfer | direct | through proxy | ratio |")
-    print("|---|---|---|---|")
-    print(f"| PUT | {put_direct:.0f} | {put_proxy:.0f} | {put_proxy / put_direct:.2f} |")
-    print(f"| GET | {get_direct:.0f} | {get_proxy:.0f} | {get_proxy / get_direct:.2f} |")
-    for path, rounds in timings.items():
-        spread = ", ".join(f"PUT {mib / put:.0f} / GET {mib / get:.0f}" for put, get in rounds)
-        print(f"rounds {path}: {spread}")
-    print(
-        f"nginx resident memory (master + workers) during a {args.memory_gib:g} GiB upload: "
-        f"{before / 1024:.1f} MiB before, {peak / 1024:.1f} MiB peak"
-    )
+        if workloads & {"large", "memory"}:
+            source = random_file(files / "object.bin", size)
+            sparse = files / "memory.bin"
+            with sparse.open("wb") as out:
+                out.truncate(memory_size)
+            sink = running.enter_context(started(ObjectSink(files, tls_files)))
+            assert isinstance(sink, ObjectSink)
+            large_routes = proxies(sink.endpoint, "large")
+            if "large" in workloads:
+                for listener in listeners:
+                    routes = list(large_routes[listener].values())
+                    result = large_rounds(routes, sink.pids, source, args.rounds)
+                    report += ["", f"### Large objects, {listener} listener, median (range) of {args.rounds} rounds", ""]
+                    report += large_table(result, routes, listener, size)
+            if "memory" in workloads:
+                report += ["", f"### Resident memory of our nginx (master and workers) over {args.memory_gib:g} GiB", ""]
+                report += ["| listener | transfer | before MiB | peak MiB | growth MiB |", "|---|---|---|---|---|"]
+                for listener in listeners:
+                    ours_route = large_routes[listener]["ours"]
+                    for operation in ("PUT", "GET"):
+                        url = f"{ours_route.base}/{BUCKET}/memory.bin"
+                        before, peak, transfer = peak_resident_during(
+                            ours_route.pids(), lambda: curl_transfer(url, sparse if operation == "PUT" else None)
+                        )
+                        assert isinstance(transfer, Transfer) and transfer.status == 200 and transfer.bytes == memory_size
+                        report.append(f"| {listener} | {operation} | {before / 1024:.1f} | {peak / 1024:.1f} | {(peak - before) / 1024:.1f} |")
+        if "small" in workloads:
+            origin = running.enter_context(started(NginxOrigin(root / "origin", files, tls_files, edge_ssl_settings())))
+            assert isinstance(origin, NginxOrigin)
+            (files / "put.bin").write_bytes(b"")
+            small_routes = proxies(origin.endpoint, "small")
+            for listener in listeners:
+                routes = list(small_routes[listener].values())
+                runs = small_rounds(routes, origin.pids, script, connections, args.rounds, args.duration)
+                report += ["", f"### Small objects, {listener} listener, {args.duration:g} s wrk runs, median (range) of {args.rounds} rounds", ""]
+                report += small_table(runs, routes, listener, connections)
+                if listener == "tls":
+                    report.append(f"\nnegotiated with the origin (direct): {negotiated(ORIGIN_ADDRESS, origin.tls_port)}")
+        report.append(f"\nload average {os.getloadavg()[0]:.1f} at the end")
+    print("\n".join(report))
     return 0
 
 

@@ -1,18 +1,20 @@
-"""Every stack's rendered Alertmanager configuration through amtool (Alertmanager 0.25 here)."""
+"""Every stack's rendered Alertmanager configuration through amtool: Debian's, and the pinned release's."""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from infra.__main__ import load_stack
+from infra.config.images import ALERTMANAGER
 from infra.config.monitoring import DEFAULT_WEBHOOK_URL
 from infra.monitoring.metrics import WEBHOOK_TOKEN_FILE, alertmanager_files
 from infra.secrets import SecretValues
-from tests.conftest import require_tool
+from tests.conftest import require_pinned_tool, require_tool
 from tests.config.monitoring_render import STACKS, render
 
 # labels of an alert -> the receiver it must reach
@@ -27,8 +29,19 @@ ROUTES = [
 ]
 
 
-def amtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([require_tool("amtool"), *args], capture_output=True, text=True, timeout=60)
+@pytest.fixture(scope="module", params=["debian", "pinned"])
+def amtool_binary(request: pytest.FixtureRequest) -> str:
+    if request.param == "debian":
+        return require_tool("amtool")
+    return require_pinned_tool("amtool", ALERTMANAGER.reference.rsplit(":", 1)[1])
+
+
+@pytest.fixture
+def amtool(amtool_binary: str) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([amtool_binary, *args], capture_output=True, text=True, timeout=60)
+
+    return run
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -36,7 +49,7 @@ def config_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     return render(request.param, tmp_path_factory.mktemp(request.param)) / "alertmanager" / "alertmanager.yml"
 
 
-def test_amtool_accepts_the_rendered_configuration(config_file: Path) -> None:
+def test_amtool_accepts_the_rendered_configuration(config_file: Path, amtool: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     result = amtool("check-config", str(config_file))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
@@ -44,7 +57,9 @@ def test_amtool_accepts_the_rendered_configuration(config_file: Path) -> None:
 
 
 @pytest.mark.parametrize(("labels", "receiver"), ROUTES, ids=[labels["alertname"] for labels, _ in ROUTES])
-def test_each_severity_is_routed_to_its_receiver(config_file: Path, labels: dict[str, str], receiver: str) -> None:
+def test_each_severity_is_routed_to_its_receiver(
+    config_file: Path, labels: dict[str, str], receiver: str, amtool: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     result = amtool(
         "config", "routes", "test", f"--config.file={config_file}", f"--verify.receivers={receiver}",
         *(f"{key}={value}" for key, value in labels.items()),
@@ -74,7 +89,9 @@ def test_quorum_loss_inhibits_the_per_node_alerts(config_file: Path) -> None:
     assert critical_over_warning["equal"] == ["alertname", "stack"]
 
 
-def test_an_outside_webhook_gets_no_token_and_grouping_follows_the_stack(tmp_path: Path) -> None:
+def test_an_outside_webhook_gets_no_token_and_grouping_follows_the_stack(
+    tmp_path: Path, amtool: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     config = load_stack("prod", None)
     outside = config.model_copy(
         update={

@@ -17,6 +17,7 @@ import yaml
 
 from infra.__main__ import load_stack
 from infra.container import SERVICE_LABEL, STACK_LABEL
+from infra.monitoring.docker_api_proxy import DOCKER_API_URL
 from infra.monitoring.logs import loki_yml
 from tests.config.alloy_syntax import Block, Reference, parse
 from tests.config.monitoring_render import STACKS, render
@@ -62,7 +63,8 @@ def test_a_stack_renders_alloy_by_default_and_no_promtail(rendered: tuple[str, P
 def test_alloy_discovers_only_this_stack_s_containers_through_the_socket(rendered: tuple[str, Path], alloy: Block) -> None:
     stack = load_stack(rendered[0], None)
     discovery = alloy.child("discovery.docker", "containers")
-    assert discovery.attributes == {"host": "unix:///var/run/docker.sock", "refresh_interval": "10s"}
+    # through the read-only Docker API proxy, never the socket itself
+    assert discovery.attributes == {"host": DOCKER_API_URL, "refresh_interval": "10s"}
     (only,) = discovery.children("filter")
     assert only.attributes == {"name": "label", "values": [f"{STACK_LABEL}={stack.name}"]}
     source = alloy.child("loki.source.docker", "containers")
@@ -106,7 +108,7 @@ def test_promtail_discovers_only_this_stack_s_containers(rendered: tuple[str, Pa
     stack = load_stack(rendered[0], None)
     (scrape,) = promtail["scrape_configs"]
     (discovery,) = scrape["docker_sd_configs"]
-    assert discovery["host"] == "unix:///var/run/docker.sock"
+    assert discovery["host"] == DOCKER_API_URL
     assert discovery["filters"] == [{"name": "label", "values": [f"{STACK_LABEL}={stack.name}"]}]
 
 
@@ -144,3 +146,15 @@ def test_loki_retention_comes_from_the_stack_and_the_compactor_applies_it(render
     config = load_stack("prod", None)
     month = config.model_copy(update={"monitoring": config.monitoring.model_copy(update={"loki_retention": "30d"})})
     assert yaml.safe_load(loki_yml(month))["limits_config"]["retention_period"] == "30d"
+
+
+def test_loki_refuses_to_delete_logs_through_its_api(rendered: tuple[str, Path]) -> None:
+    # Loki 3.x reads deletion_mode from limits_config only (pkg/validation/limits.go, -compactor.deletion-mode,
+    # default filter-and-delete); "disabled" makes the delete endpoints answer 403 for every tenant
+    # (pkg/compactor/deletion/tenant_request_handler.go). A compactor key of that name would be refused,
+    # since Loki reads its file strictly (pkg/util/cfg/files.go, yaml.UnmarshalStrict).
+    document = load(rendered, "loki/loki.yml")
+    assert document["limits_config"]["deletion_mode"] == "disabled"
+    assert "deletion_mode" not in document["compactor"]
+    assert "allow_deletes" not in document["limits_config"]
+    assert "runtime_config" not in document, "a per-tenant override could turn deletion back on"

@@ -16,11 +16,21 @@ import pytest
 import yaml
 
 from infra.__main__ import load_stack
-from infra.monitoring.metrics import ALERTS_DIR, METRICS_TOKEN_EXPIRES, alert_rule_files, monitoring_jobs
+from infra.monitoring.metrics import (
+    ALERTS_DIR,
+    METRICS_TOKEN_EXPIRES,
+    PLATFORM_JOBS,
+    THRESHOLD_RULES_FILE,
+    alert_rule_files,
+    monitoring_jobs,
+    rule_files,
+    threshold_rules,
+)
 from infra.runbook import COMMITTED_RUNBOOK_URL, runbook_url
 from infra.secrets import SecretValues
 from tests.conftest import require_tool
-from tests.config.monitoring_render import ALLOWED_METRICS, STACKS, metric_names, render
+from tests.config.known_metrics import EXPORTED, recorded_names, unknown_metrics
+from tests.config.monitoring_render import STACKS, render
 
 SEVERITIES = {"critical", "warning", "info", "none"}
 REQUIRED_ALERTS = {
@@ -32,7 +42,16 @@ REQUIRED_ALERTS = {
     "MinIOHighStorageUsage",
     "MinIOHighErrorRate",
     "MinIOAuthFailures",
+    "MinIOHighRequestLatency",
     "MonitoringTargetDown",
+    "PlatformTargetDown",
+    "PlatformEdgeProxyDown",
+    "PrometheusRuleFailures",
+    "PrometheusNotConnectedToAlertmanagers",
+    "PrometheusErrorSendingAlerts",
+    "AlertmanagerFailedToSendAlerts",
+    "LokiRequestErrors",
+    "LokiIngestionErrors",
     "Watchdog",
 }
 
@@ -67,15 +86,19 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 def test_promtool_accepts_the_rendered_configuration_with_its_rules(rendered: Path) -> None:
     result = promtool("check", "config", str(rendered_config(rendered)))
     assert result.returncode == 0, result.stdout + result.stderr
-    # every rule file was found and checked, not just the main file
-    for name in alert_rule_files(load_stack("dev", None)):
+    # every rule file was found and checked, not just the main file: the stack's thresholds too
+    names = rule_files(load_stack("dev", None))
+    assert THRESHOLD_RULES_FILE in names
+    for name in names:
         assert f"{name}" in result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
 def test_the_alert_rule_unit_tests_pass() -> None:
     tests = sorted(path.name for path in ALERTS_DIR.glob("*.test.yml"))
-    assert tests == ["minio.rules.test.yml", "monitoring.rules.test.yml"]
+    # every rule file has its tests beside it
+    assert tests == sorted(path.name.replace(".rules.yml", ".rules.test.yml") for path in ALERTS_DIR.glob("*.rules.yml"))
+    assert {"minio.rules.test.yml", "monitoring.rules.test.yml", "platform.rules.test.yml"} <= set(tests)
     result = promtool("test", "rules", *tests, cwd=ALERTS_DIR)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -121,10 +144,50 @@ def test_monitoring_runbook_url_points_every_link_at_the_operators_copy() -> Non
     assert "runbook_url: https://wiki.example.com/storage/runbook#minionodedown\n" in files["minio.rules.yml"]
 
 
-def test_rules_name_only_metrics_minio_exports(rendered: Path) -> None:
+def test_rules_name_only_what_each_jobs_pinned_exporter_serves(rendered: Path) -> None:
+    recorded = recorded_names({path.name: path.read_text() for path in (rendered / "prometheus" / "rules").glob("*.yml")})
+    assert recorded == {"minio_platform:s3_ttfb_p99_threshold_seconds"}
     for rule in alert_rules(rendered):
-        unknown = metric_names(rule["expr"]) - ALLOWED_METRICS
-        assert not unknown, f"{rule['alert']} reads {sorted(unknown)}, which MinIO does not export"
+        assert not unknown_metrics(rule["expr"], recorded), f"{rule['alert']}: {unknown_metrics(rule['expr'], recorded)}"
+
+
+def test_every_scrape_job_has_its_exporters_list_of_metrics(rendered: Path) -> None:
+    document = yaml.safe_load((rendered / "prometheus" / "prometheus.yml").read_text())
+    assert {job["job_name"] for job in document["scrape_configs"]} <= set(EXPORTED)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_grafana_keycloak_and_the_edge_proxy_are_scraped_where_they_serve_metrics(stack: str) -> None:
+    from infra.monitoring.metrics import ScrapeAddresses, prometheus_yml
+
+    config = load_stack(stack, None)
+    document = yaml.safe_load(prometheus_yml(config, ScrapeAddresses.of_stack(config)))
+    jobs = {job["job_name"]: job for job in document["scrape_configs"]}
+    expected = {
+        # Grafana's /metrics answers at its root, sub-path or not; Keycloak's on its management port
+        "grafana": ("/metrics", ["grafana:3000"]),
+        "keycloak": ("/metrics", ["keycloak:9000"]),
+        "edge-proxy": ("/metrics", ["nginx-exporter:9113"]),
+    }
+    assert tuple(expected) == PLATFORM_JOBS
+    for job, (path, targets) in expected.items():
+        assert jobs[job]["metrics_path"] == path
+        assert [target for group in jobs[job]["static_configs"] for target in group["targets"]] == targets
+        assert "authorization" not in jobs[job]
+
+
+def test_the_latency_threshold_is_the_stack_setting_as_a_recording_rule() -> None:
+    config = load_stack("dev", None)
+    tuned = config.model_copy(update={"monitoring": config.monitoring.model_copy(update={"s3_latency_p99_seconds": 0.75})})
+    for settings, value in ((config, 2.0), (tuned, 0.75)):
+        document = yaml.safe_load(threshold_rules(settings))
+        [rule] = document["groups"][0]["rules"]
+        assert rule == {"record": "minio_platform:s3_ttfb_p99_threshold_seconds", "expr": f"vector({value})"}
+        assert "labels" not in document["groups"][0]  # Prometheus 2.42 refuses group labels
+    # the alert reads the recorded series, never a number of its own
+    [latency] = [rule for rule in yaml.safe_load(alert_rule_files(config)["minio.rules.yml"])["groups"][-1]["rules"]]
+    assert latency["alert"] == "MinIOHighRequestLatency"
+    assert "> on () group_left () minio_platform:s3_ttfb_p99_threshold_seconds" in latency["expr"]
 
 
 def test_minio_jobs_scrape_every_node_with_the_bearer_token_file(rendered: Path) -> None:

@@ -45,6 +45,7 @@ def console_client(realm: dict[str, Any]) -> dict[str, Any]:
 
 
 def policy_mapper(realm: dict[str, Any]) -> dict[str, Any]:
+    mapper: dict[str, Any]
     [mapper] = console_client(realm)["protocolMappers"]
     return mapper
 

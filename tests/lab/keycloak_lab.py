@@ -264,6 +264,32 @@ class LabKeycloak:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=STOP_SECONDS)
 
+    def session_pids(self) -> set[int]:
+        """kc.sh and the java it starts (a child, or itself after a rebuild): the session kc.sh leads."""
+        assert self.process is not None
+        pids = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) == self.process.pid:  # field 6 of stat: the session id
+                    pids.add(int(stat.parent.name))
+        return pids
+
+    def listening_sockets(self) -> set[str]:
+        """'address:port' of every TCP and UDP socket the server listens on (from `ss`)."""
+        ss = require_tool("ss")
+        table = subprocess.run([ss, "-H", "-l", "-n", "-t", "-u", "-p"], capture_output=True, text=True, timeout=30).stdout
+        pids = self.session_pids()
+        sockets = set()
+        for line in table.splitlines():
+            if any(f"pid={pid}," in line for pid in pids):
+                host, port = line.split()[4].rsplit(":", 1)
+                sockets.add(f"{host.strip('[]').removeprefix('::ffff:')}:{port}")
+        return sockets
+
+    def listening_addresses(self) -> set[str]:
+        return {socket.rsplit(":", 1)[0] for socket in self.listening_sockets()}
+
     def admin_token(self) -> str:
         """A master-realm token of the bootstrap admin, asked of Keycloak directly (the proxy admits nobody to master)."""
         answer = requests.post(

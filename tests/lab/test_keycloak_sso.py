@@ -71,6 +71,7 @@ class SsoLab:
 
     @property
     def certificate(self) -> str:
+        """The lab proxy's self-signed certificate: what every HTTPS client here trusts."""
         return str(self.proxy.root / "tls" / "server.crt")
 
     def browser(self) -> requests.Session:
@@ -109,6 +110,14 @@ def lab_secrets() -> SecretValues:
 def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SsoLab]:
     config = lab_stack(tls=True)
     values = lab_secrets()
+    with pytest.MonkeyPatch.context() as environment:
+        # requests lets these override a session's own `verify`, and so the lab certificate
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            environment.delenv(name, raising=False)
+        yield from _running_lab(tmp_path_factory, config, values)
+
+
+def _running_lab(tmp_path_factory: pytest.TempPathFactory, config: StackConfig, values: SecretValues) -> Iterator[SsoLab]:
     with postgres_server(POSTGRES_ADDRESS) as database, recording_stand_in(WEB_STAND_IN_ADDRESS) as console:
         create_keycloak_database(database)
         with running_keycloak(tmp_path_factory.mktemp("keycloak"), config, values, database) as keycloak:
@@ -171,6 +180,7 @@ def test_start_dev_comes_up_with_the_rendered_options(sso: SsoLab) -> None:
     assert f"Listening on: http://{sso.keycloak.endpoint}." in log
     assert f"Management interface listening on {sso.keycloak.management_url}." in log
     assert "Profile dev activated" in log and f"Realm '{sso.realm}' imported" in log
+    assert sso.keycloak.listening_addresses() == {"127.0.7.1"}
 
 
 def test_health_answers_at_the_management_port_root_not_under_auth(sso: SsoLab) -> None:
@@ -219,7 +229,9 @@ def test_the_account_console_login_works_with_its_built_in_scopes(sso: SsoLab) -
     tokens = exchange(sso, code, verifier, redirect, client_id="account-console")
     assert tokens.status_code == 200, tokens.text
     claims = unverified_claims(tokens.json()["access_token"])
+    # imported users get no role unless the file names one: the realm's default roles grant manage-account
     assert claims["sub"] and "account" in claims["aud"]
+    assert "manage-account" in claims["resource_access"]["account"]["roles"]
     me = sso.browser().get(account, headers={"Authorization": f"Bearer {tokens.json()['access_token']}",
                                               "Accept": "application/json"}, timeout=30)
     assert me.status_code == 200 and me.json()["username"] == sso.config.identity.bootstrap_username

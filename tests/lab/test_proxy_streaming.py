@@ -1,16 +1,24 @@
-"""Large bodies stream through the rendered proxy in both directions, never spooled to disk.
+"""Large bodies stream through the rendered proxy in both directions, in bounded memory, never spooled to disk.
 
 The upstream is a recording HTTP stand-in (not MinIO) that counts bytes as they pass, so the
-tests can see how far the upstream got while the client is still sending or receiving.
+tests can see how far the upstream got while the client is still sending or receiving. Downloads
+on the S3 listener are read ahead of the client into a bounded set of in-memory buffers
+(ProxyBuffers); once those and the sockets are full, the upstream waits for the client.
 """
 
 from __future__ import annotations
 
 import http.client
+import http.server
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from infra.config.edge import size_in_bytes
+from infra.edge import ProxyBuffers
 from tests.lab.proxy_lab import (
     PROXY_ADDRESS,
     STREAM_STAND_IN_ADDRESS,
@@ -26,6 +34,11 @@ pytestmark = pytest.mark.lab
 
 GIB = 1024**3
 MIB = 1024**2
+BUFFERS = ProxyBuffers()
+# what nginx may read ahead of a client that does not read: its response buffers, plus what the
+# kernel holds in the two sockets' buffers (upstream to nginx, nginx to client) at their largest
+SOCKET_BYTES = 2 * sum(int(Path(f"/proc/sys/net/ipv4/tcp_{kind}").read_text().split()[2]) for kind in ("rmem", "wmem"))
+READ_AHEAD_BYTES = BUFFERS.response_buffers * size_in_bytes(BUFFERS.response) + size_in_bytes(BUFFERS.response) + SOCKET_BYTES
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +56,66 @@ def proxy(stand_in: RecordingStandIn, tmp_path_factory: pytest.TempPathFactory) 
 
 def connection(proxy: LabProxy) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(PROXY_ADDRESS, proxy.s3_port, timeout=60)
+
+
+def resident_bytes(proxy: LabProxy) -> int:
+    """Resident memory of every nginx worker."""
+    total = 0
+    for pid in proxy.worker_pids():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+class EventStream(http.server.BaseHTTPRequestHandler):
+    """Answers like MinIO's event streams (bucket notifications, trace): X-Accel-Buffering: no, one
+    event now, the rest only when the test says so."""
+
+    protocol_version = "HTTP/1.1"
+    release = threading.Event()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("X-Accel-Buffering", "no")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        event = b'{"Records":[]}\n'
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+        self.wfile.flush()
+        type(self).release.wait(timeout=30)
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def test_an_event_stream_reaches_the_client_event_by_event_while_downloads_are_buffered(tmp_path: Path) -> None:
+    EventStream.release.clear()
+    server = http.server.ThreadingHTTPServer((STREAM_STAND_IN_ADDRESS, 0), EventStream)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"{server.server_address[0]}:{server.server_address[1]}"
+        with running_proxy(tmp_path, lab_stack(), all_upstreams_at(endpoint)) as proxy:
+            client = connection(proxy)
+            started = time.monotonic()
+            client.request("GET", "/lab-bucket?events=s3:ObjectCreated:*")
+            answer = client.getresponse()
+            first = answer.read(15)
+            waited = time.monotonic() - started
+            EventStream.release.set()
+            rest = answer.read()
+            client.close()
+    finally:
+        EventStream.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert first == b'{"Records":[]}\n' and rest == b""
+    # the upstream holds the rest of the stream for up to 30 s: the event came through on its own
+    assert waited < 5
 
 
 def test_a_1_gib_upload_reaches_the_upstream_while_the_client_is_still_sending(proxy: LabProxy, stand_in: RecordingStandIn) -> None:
@@ -76,7 +149,7 @@ def test_a_1_gib_download_reaches_the_client_while_the_upstream_is_still_sending
     answer = client.getresponse()
     assert answer.status == 200 and answer.getheader("Content-Length") == str(GIB)
     first = answer.read(MIB)
-    # the client holds back: without response buffering the upstream is held back too
+    # the client holds back: nginx reads ahead into its memory buffers only, then the upstream waits
     stand_in.download_finished.wait(timeout=1.0)
     sent_while_client_paused = stand_in.sent
     temp_files_during_download = proxy.open_temp_files()
@@ -87,9 +160,44 @@ def test_a_1_gib_download_reaches_the_client_while_the_upstream_is_still_sending
         received += len(piece)
     client.close()
     assert received == GIB
-    assert not stand_in.download_finished.is_set() or sent_while_client_paused < GIB
-    assert sent_while_client_paused < 256 * MIB
+    assert not stand_in.download_finished.is_set()
+    assert sent_while_client_paused < MIB + READ_AHEAD_BYTES
     assert temp_files_during_download == []
+
+
+@pytest.mark.parametrize("direction", ["download", "upload"])
+def test_nginx_memory_stays_flat_over_a_2_gib_transfer(proxy: LabProxy, stand_in: RecordingStandIn, direction: str) -> None:
+    stand_in.reset()
+    size = 2 * GIB
+    baseline = resident_bytes(proxy)
+    samples: list[int] = []
+    client = connection(proxy)
+    if direction == "download":
+        client.request("GET", f"/download/{size}")
+        answer = client.getresponse()
+        moved = 0
+        while moved < size:
+            piece = answer.read(8 * MIB)
+            assert piece, f"download ended after {moved} bytes"
+            moved += len(piece)
+            samples.append(resident_bytes(proxy))
+    else:
+        client.putrequest("PUT", "/lab-bucket/two-gib.bin")
+        client.putheader("Content-Length", str(size))
+        client.endheaders()
+        chunk = b"\x42" * (8 * MIB)
+        for _ in range(size // len(chunk)):
+            client.send(chunk)
+            samples.append(resident_bytes(proxy))
+        answer = client.getresponse()
+        assert answer.read() == f"received {size}".encode()
+    client.close()
+    # bounded: no more than one request's buffers (ProxyBuffers) above where it started, plus the
+    # pools of one request; flat: the second half of the transfer adds nothing to the first
+    buffers = size_in_bytes(BUFFERS.body) + (BUFFERS.response_buffers + 1) * size_in_bytes(BUFFERS.response)
+    assert max(samples) - baseline < buffers + MIB
+    half = len(samples) // 2
+    assert max(samples[half:]) <= max(samples[:half]) + 256 * 1024
 
 
 def test_nginx_logged_no_body_buffered_to_a_temporary_file(proxy: LabProxy) -> None:

@@ -29,6 +29,7 @@ from minio.minioadmin import MinioAdmin
 from infra.storage import API_PORT
 from tests.smoke.stack import (
     REFUSED_WRITE_BYTES,
+    StackOutputs,
     HealthAnswer,
     curl_health_answer,
     describe_seen,
@@ -249,10 +250,13 @@ def wait_until_cluster_healthy(
     )
 
 
-def pool(verify: bool | str, *, retries: bool) -> urllib3.PoolManager:
-    """The S3 clients' HTTP pool; with retries off a 503 SlowDown reaches the caller as it came."""
+def pool(verify: bool | str, *, retries: bool, certificate_name: str | None = None) -> urllib3.PoolManager:
+    """The S3 clients' HTTP pool; with retries off a 503 SlowDown reaches the caller as it came.
+    `certificate_name`: the name to check the certificate against, when it is not the address dialled."""
     bundle = trusted_ca_bundle(verify)
     tls: dict[str, Any] = {"cert_reqs": "CERT_NONE"} if bundle is None else {"cert_reqs": "CERT_REQUIRED", "ca_certs": bundle}
+    if bundle is not None and certificate_name:
+        tls["assert_hostname"] = certificate_name
     return urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=10, read=S3_TIMEOUT_SECONDS),
         retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=[500, 502, 503, 504]) if retries else False,
@@ -281,13 +285,16 @@ def s3_client(
     )
 
 
-def admin_client(endpoint: str, verify: bool | str, access_key: str, secret_key: str) -> MinioAdmin:
-    url = urlsplit(endpoint)
+def admin_client(stack: StackOutputs, verify: bool | str) -> MinioAdmin:
+    """Root's admin client on the proxy's loopback-only admin listener (`endpoints.minioAdmin`): the
+    public S3 listener refuses /minio/admin/. It is the same proxy, so its certificate names the S3 host."""
+    url = urlsplit(stack.optional_endpoint("minioAdmin") or stack.endpoint("s3"))
+    s3_host = urlsplit(stack.endpoint("s3")).hostname
     return MinioAdmin(
         endpoint=url.netloc,
-        credentials=StaticProvider(access_key, secret_key),
+        credentials=StaticProvider(stack.value("minioRootUser"), stack.value("minioRootPassword")),
         secure=url.scheme == "https",
-        http_client=pool(verify, retries=True),
+        http_client=pool(verify, retries=True, certificate_name=s3_host if url.hostname != s3_host else None),
     )
 
 

@@ -276,6 +276,11 @@ class StackOutputs:
             raise AssertionError(mismatch(f"endpoints output of stack {self.name}", f"an endpoint {key!r}", sorted(self.endpoints)))
         return value.rstrip("/")
 
+    def optional_endpoint(self, key: str) -> str | None:
+        """An endpoint that stacks deployed before it existed lack."""
+        value = self.endpoints.get(key)
+        return value.rstrip("/") if isinstance(value, str) and value else None
+
     def value(self, key: str) -> str:
         """A top-level output (secrets included); fails naming the key when the stack lacks it."""
         value = self.raw.get(key)

@@ -91,7 +91,7 @@ def _operations_package() -> Any | None:
 @pytest.fixture
 def readonly_account(stack: StackOutputs, tls_verify: bool | str) -> Iterator[tuple[str, str]]:
     """A service account restricted to policies/readonly-policy.json, deleted afterwards."""
-    admin = live.admin_client(stack.endpoint("s3"), tls_verify, stack.value("minioRootUser"), stack.value("minioRootPassword"))
+    admin = live.admin_client(stack, tls_verify)
     iam = _operations_package()
     name = f"smoke-{secrets.token_hex(4)}"
     if iam is not None:
@@ -104,7 +104,11 @@ def readonly_account(stack: StackOutputs, tls_verify: bool | str) -> Iterator[tu
     try:
         yield access_key, secret_key
     finally:
-        admin.delete_service_account(access_key)
+        if iam is not None:
+            # also removes the key's dedicated owner user
+            iam.delete_service_account(admin, access_key)
+        else:
+            admin.delete_service_account(access_key)
 
 
 def readonly_policy() -> dict[str, Any]:
@@ -155,7 +159,7 @@ def test_bucket_catalogue_settings_read_back(
     stack: StackOutputs, stack_config: Any, root_s3: Minio, tls_verify: bool | str, http: requests.Session
 ) -> None:
     catalogue = dict(stack_config.buckets)
-    admin = live.admin_client(stack.endpoint("s3"), tls_verify, stack.value("minioRootUser"), stack.value("minioRootPassword"))
+    admin = live.admin_client(stack, tls_verify)
     existing = {bucket.name for bucket in root_s3.list_buckets()}
     missing = sorted(set(catalogue) - existing)
     assert not missing, mismatch("catalogue buckets on the cluster", sorted(catalogue), f"{missing} missing (run scripts/ops sync-buckets)")

@@ -2,11 +2,13 @@
 
 Entries are posted the way MinIO's audit webhook posts them (one JSON object per request, or
 newline-separated batches, `Authorization: <token>`); what the sink writes to stdout is what
-Promtail ships to Loki.
+the log agent ships to Loki. The sink redacts with the rules the stack uploads beside it, the log
+pipeline's own; Python's `re` must read them as the agent's RE2 does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -20,8 +22,15 @@ from typing import Any
 
 import pytest
 
+from infra.__main__ import load_stack
+from infra.monitoring import logs
+from infra.monitoring.log_pipeline import PIPELINE, Match, Replace
+from infra.secrets import SecretValues
 from infra.services import audit_sink
+from tests.config.pipeline_emulator import replace_all
+from tests.config.test_log_redaction import ACCESS_KEY, CORPUS, SIGNATURE, audit, sigv4
 from tests.conftest import ROOT
+from tests.unit.pulumi_harness import deploy
 
 HOST = "127.0.4.30"
 TOKEN = "sink-token-3f9a1c"
@@ -39,11 +48,12 @@ def free_port(host: str) -> int:
 @dataclass
 class RunningSink:
     process: subprocess.Popen[str]
+    host: str
     port: int
     stdout_path: Path
 
     def post(self, path: str, body: bytes, authorization: str | None = TOKEN) -> tuple[int, str]:
-        connection = http.client.HTTPConnection(HOST, self.port, timeout=5)
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=5)
         headers = {"Content-Type": "application/json"}
         if authorization is not None:
             headers["Authorization"] = authorization
@@ -55,7 +65,7 @@ class RunningSink:
             connection.close()
 
     def get(self, path: str) -> tuple[int, str]:
-        connection = http.client.HTTPConnection(HOST, self.port, timeout=5)
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=5)
         try:
             connection.request("GET", path)
             response = connection.getresponse()
@@ -63,25 +73,37 @@ class RunningSink:
         finally:
             connection.close()
 
+    def output(self) -> str:
+        return self.stdout_path.read_text()
+
     def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.stdout_path.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in self.output().splitlines() if line.strip()]
 
 
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[RunningSink]:
-    token_file = tmp_path / "token"
+@contextlib.contextmanager
+def running_sink(directory: Path, host: str, **env: str) -> Iterator[RunningSink]:
+    """The sink script on `host`, with the stack's rendered redactions file; `env` adds AUDIT_SINK_* settings."""
+    token_file = directory / "token"
     token_file.write_text(TOKEN + "\n")
-    port = free_port(HOST)
-    stdout_path = tmp_path / "stdout.jsonl"
-    with stdout_path.open("w") as stdout, (tmp_path / "stderr.log").open("w") as stderr:
+    redactions_file = directory / "redactions.json"
+    redactions_file.write_text(logs.audit_sink_redactions())
+    port = free_port(host)
+    stdout_path = directory / "stdout.jsonl"
+    with stdout_path.open("w") as stdout, (directory / "stderr.log").open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-u", str(SCRIPT)],
-            env={"AUDIT_SINK_TOKEN_FILE": str(token_file), "AUDIT_SINK_LISTEN": f"{HOST}:{port}", "PATH": "/usr/bin:/bin"},
+            env={
+                "AUDIT_SINK_TOKEN_FILE": str(token_file),
+                "AUDIT_SINK_REDACTIONS_FILE": str(redactions_file),
+                "AUDIT_SINK_LISTEN": f"{host}:{port}",
+                "PATH": "/usr/bin:/bin",
+                **env,
+            },
             stdout=stdout,
             stderr=stderr,
             text=True,
         )
-    running = RunningSink(process, port, stdout_path)
+    running = RunningSink(process, host, port, stdout_path)
     try:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while True:
@@ -90,7 +112,7 @@ def sink(tmp_path: Path) -> Iterator[RunningSink]:
                     break
             except OSError:
                 pass
-            assert process.poll() is None, f"audit sink exited: {(tmp_path / 'stderr.log').read_text()}"
+            assert process.poll() is None, f"audit sink exited: {(directory / 'stderr.log').read_text()}"
             assert time.monotonic() < deadline, "audit sink did not answer /health within 10 s"
             time.sleep(0.05)
         yield running
@@ -101,6 +123,12 @@ def sink(tmp_path: Path) -> Iterator[RunningSink]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[RunningSink]:
+    with running_sink(tmp_path, HOST) as running:
+        yield running
 
 
 def audit_entry(api: str, status: int, **extra: Any) -> dict[str, Any]:
@@ -119,7 +147,8 @@ def test_each_posted_entry_comes_out_as_one_json_line(sink: RunningSink) -> None
     first, second = audit_entry("PutObject", 200), audit_entry("GetObject", 200, accessKey="AKIAEXAMPLE")
     assert sink.post(audit_sink.AUDIT_PATH, json.dumps(first).encode()) == (200, "ok\n")
     assert sink.post(audit_sink.AUDIT_PATH, json.dumps(second, indent=2).encode())[0] == 200
-    assert sink.lines() == [first, second]
+    # who made the request is redacted, as the log agent redacts it
+    assert sink.lines() == [first, {**second, "accessKey": "REDACTED"}]
 
 
 def test_a_newline_separated_batch_gives_one_line_per_entry(sink: RunningSink) -> None:
@@ -138,9 +167,9 @@ def test_the_token_is_accepted_bare_or_as_a_bearer_token(sink: RunningSink) -> N
 
 def test_a_wrong_or_missing_token_is_refused_and_nothing_is_written(sink: RunningSink) -> None:
     body = json.dumps(audit_entry("PutObject", 200)).encode()
-    assert sink.post(audit_sink.AUDIT_PATH, body, "wrong-token")[0] == 403
-    assert sink.post(audit_sink.AUDIT_PATH, body, None)[0] == 403
-    assert sink.post(audit_sink.ALERTMANAGER_PATH, b'{"alerts": []}', f"Bearer {TOKEN}x")[0] == 403
+    assert sink.post(audit_sink.AUDIT_PATH, body, "wrong-token")[0] == 401
+    assert sink.post(audit_sink.AUDIT_PATH, body, None)[0] == 401
+    assert sink.post(audit_sink.ALERTMANAGER_PATH, b'{"alerts": []}', f"Bearer {TOKEN}x")[0] == 401
     assert sink.lines() == []
     metrics = sink.get("/metrics")[1]
     assert 'audit_sink_rejected_requests_total{reason="unauthorized"} 3' in metrics
@@ -196,5 +225,95 @@ def test_unknown_paths_are_not_found(sink: RunningSink) -> None:
 
 
 def test_an_empty_token_is_rejected_at_start() -> None:
+    redactions = audit_sink.load_redactions(logs.audit_sink_redactions())
     with pytest.raises(ValueError, match="non-empty token"):
-        audit_sink.AuditSink("", sys.stdout, sys.stderr)
+        audit_sink.AuditSink("", sys.stdout, sys.stderr, redactions)
+
+
+def test_the_sink_will_not_start_without_redactions(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="redactions"):
+        audit_sink.AuditSink(TOKEN, sys.stdout, sys.stderr, [])
+    with pytest.raises(ValueError, match="no rules"):
+        audit_sink.load_redactions("[]")
+    with pytest.raises(ValueError, match="no capture group"):
+        audit_sink.load_redactions('[{"expression": "(?i)bearer [^ ]+", "replace": "REDACTED"}]')
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    started = subprocess.run(
+        [sys.executable, str(SCRIPT)],
+        env={"AUDIT_SINK_TOKEN_FILE": str(token_file), "AUDIT_SINK_LISTEN": f"{HOST}:{free_port(HOST)}", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert started.returncode != 0
+    assert "AUDIT_SINK_REDACTIONS_FILE is not set" in started.stderr
+
+
+def _replace_stages(stages: tuple[Any, ...]) -> list[Replace]:
+    found = []
+    for stage in stages:
+        if isinstance(stage, Replace):
+            found.append(stage)
+        elif isinstance(stage, Match):
+            found += _replace_stages(stage.stages)
+    return found
+
+
+def test_the_sink_applies_every_redaction_stage_of_the_log_pipeline() -> None:
+    rules = json.loads(logs.audit_sink_redactions())
+    stages = _replace_stages(PIPELINE.stages)
+    # a replace stage inside a match would apply to some streams only, and the sink would not know which
+    assert all(stage in PIPELINE.stages for stage in stages), "redact every line, before any match"
+    assert [(rule["expression"], rule["replace"]) for rule in rules] == [(stage.expression, stage.replace) for stage in stages]
+    assert len(audit_sink.load_redactions(logs.audit_sink_redactions())) == len(stages) >= 5
+
+
+# records whose characters the two engines read differently when left as they are: non-ASCII spaces
+# (Python's \s takes U+00A0 and U+2028 without ASCII mode, RE2's never), \v, and letters that fold to
+# ASCII under RE2's (?i) only (U+017F long s, U+212A Kelvin sign)
+UNUSUAL = [
+    json.loads(audit("PutObject", 200, headers={"Authorization": sigv4("cl\u00e9\u00a0key", SIGNATURE)}, access_key="cl\u00e9\u00a0key")),
+    json.loads(
+        audit(
+            "GetObject",
+            200,
+            query={"X-Amz-Signature": "sig\u2028nature\u000bx", "\u017fignature": "long-s", "X-Amz-Credential": "\u212aEY/scope"},
+            access_key=ACCESS_KEY,
+            obj="\u202efdp.exe",
+        )
+    ),
+    {"source": "alertmanager", "annotations": {"summary": "Bearer tok\u00a0en \u017fignature=x root_pa\u017f\u017fword=y"}},
+]
+
+
+def test_python_re_reads_every_redaction_as_re2_does_on_what_the_sink_writes() -> None:
+    redactions = audit_sink.load_redactions(logs.audit_sink_redactions())
+    rules = json.loads(logs.audit_sink_redactions())
+    records = [json.loads(case.line) for case in CORPUS if case.service == "audit-sink"] + UNUSUAL
+    lines = [audit_sink.json_line(record) for record in records] + [case.line for case in CORPUS if case.service != "audit-sink"]
+    for line in lines:
+        assert line.isascii()
+        for redaction, rule in zip(redactions, rules, strict=True):
+            assert redaction.apply(line) == replace_all(rule["expression"], rule["replace"], line, "alloy"), (rule["why"], line)
+    # the same records with their characters as they are: there the engines part, which is why the sink writes ASCII
+    as_they_are = [json.dumps(record, separators=(",", ":"), ensure_ascii=False) for record in UNUSUAL]
+    assert any(
+        redaction.apply(line) != replace_all(rule["expression"], rule["replace"], line, "alloy")
+        for line in as_they_are
+        for redaction, rule in zip(redactions, rules, strict=True)
+    )
+
+
+def test_the_stack_uploads_the_sink_its_redactions_and_a_token_only_its_user_reads() -> None:
+    files = {item.target: item for item in logs.audit_sink_files(load_stack("dev", None), SecretValues.throwaway())}
+    assert files[logs.AUDIT_SINK_REDACTIONS].content == logs.audit_sink_redactions()
+    assert not files[logs.AUDIT_SINK_REDACTIONS].secret and files[logs.AUDIT_SINK_TOKEN_FILE].secret
+    deployment = deploy("dev")
+    container = deployment.named(audit_sink.SERVICE, "docker:index/container:Container")
+    uploads = {item["file"]: item for item in container.inputs["uploads"]["value"]}
+    assert uploads[logs.AUDIT_SINK_REDACTIONS]["content"] == logs.audit_sink_redactions()
+    token = uploads[logs.AUDIT_SINK_TOKEN_FILE]
+    assert (token.get("owner"), token.get("group"), token.get("permissions")) == ("65534", "65534", "0600")
+    assert container.inputs["user"] == "65534:65534"
+    assert f"AUDIT_SINK_REDACTIONS_FILE={logs.AUDIT_SINK_REDACTIONS}" in container.inputs["envs"]

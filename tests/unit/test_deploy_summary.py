@@ -147,3 +147,21 @@ def test_deploy_ends_with_the_summary_and_the_smoke_tests_exit_code(tmp_path: Pa
     assert out.rstrip().splitlines()[-1] == "  pulumi destroy --yes --stack dev && pulumi stack rm --yes --preserve-config dev"
     for value in hidden.values():
         assert value not in out
+
+
+def test_prod_without_its_operator_inputs_gets_its_stack_and_stops_before_deploying(tmp_path: Path) -> None:
+    project = copy_of_project(tmp_path)
+    fake_docker.install(tmp_path / "bin", clean_host(inventory("prod"), tmp_path, local=False))
+    calls = working_pulumi(tmp_path / "bin", {})
+    env = deploy_env(tmp_path, VENV=str(borrowed_venv(tmp_path, project)))
+    env.pop("DOCKER_HOST", None)
+
+    result = run(project, env, "scripts/deploy", "prod")
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    pulumi_calls = calls.read_text().splitlines()
+    assert pulumi_calls == ["stack select --create --secrets-provider passphrase prod"], "the stack exists, nothing is deployed"
+    err = result.stderr
+    assert "edge.publicHost: prod needs the host name clients use" in err and "tlsPrivateKey: " in err
+    assert f"  cd {project} && export PATH=\"$HOME/.pulumi/bin:$PATH\" PULUMI_BACKEND_URL=file://{project}/.pulumi-state" in err
+    assert f"PULUMI_CONFIG_PASSPHRASE_FILE={project}/.pulumi-passphrase" in err

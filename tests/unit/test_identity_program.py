@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 
 import pytest
+from pulumi.errors import RunError
 
-from infra.config.identity import DEFAULT_KEYCLOAK_IMAGE, DEFAULT_POSTGRES_IMAGE
+from infra.config.identity import (
+    BOOTSTRAP_PASSWORD_KEY,
+    DEFAULT_KEYCLOAK_IMAGE,
+    DEFAULT_POSTGRES_IMAGE,
+    password_policy_problem,
+)
+from infra.secrets import SECRET_SPECS
 from infra.networks import host_address
 from tests.unit import pulumi_harness
 from tests.unit.pulumi_harness import Deployment, deploy
@@ -118,3 +126,55 @@ def test_containers_output_lists_identity_and_edge_with_their_networks(deploymen
     assert described["edge-proxy"]["networks"] == sorted(
         [f"{prefix}-edge-net", f"{prefix}-monitoring-net", f"{prefix}-storage-net"]
     )
+
+
+@pytest.mark.parametrize(
+    ("password", "refused"),
+    [
+        ("eleven-char", "is 11 characters long; the realm's password policy needs at least 12"),
+        ("twelve-chars", None),
+        ("console-admin", "equals the bootstrap username, which the realm's password policy (notUsername) refuses"),
+        ("Console-Admin", "equals the bootstrap username, which the realm's password policy (notUsername) refuses"),
+        # Keycloak counts Java chars (UTF-16 units): six emoji are twelve
+        ("\U0001f600" * 6, None),
+        ("\U0001f600" * 5 + "x", "is 11 characters long; the realm's password policy needs at least 12"),
+    ],
+)
+def test_the_bootstrap_password_rule_is_the_realms_policy(password: str, refused: str | None) -> None:
+    assert password_policy_problem(password, "console-admin") == refused
+
+
+def test_the_rule_names_the_secret_key_the_operator_sets() -> None:
+    assert SECRET_SPECS["keycloak_bootstrap_password"].key == BOOTSTRAP_PASSWORD_KEY
+
+
+def test_a_supplied_bootstrap_password_the_realm_would_refuse_fails_before_any_resource_in_one_line() -> None:
+    with pytest.raises(RunError) as error:
+        deploy("dev", secrets={BOOTSTRAP_PASSWORD_KEY: "too-short"})
+    [line] = [line for line in str(error.value).splitlines() if BOOTSTRAP_PASSWORD_KEY in line]
+    assert line.endswith(
+        "keycloakBootstrapPassword: the supplied password is 9 characters long; the realm's password policy needs "
+        "at least 12; Keycloak would abort the realm import. Set a longer one with "
+        "'pulumi config set --secret keycloakBootstrapPassword', or remove it to have one generated"
+    )
+    assert "too-short" not in str(error.value)
+    assert pulumi_harness.last_monitor is not None and not pulumi_harness.last_monitor.registrations
+
+
+def test_a_supplied_bootstrap_password_that_meets_the_policy_is_used() -> None:
+    deployment = deploy("staging", secrets={BOOTSTRAP_PASSWORD_KEY: "long-enough-password"})
+    assert "keycloakBootstrapPassword" in deployment.secret_outputs
+
+
+def test_prod_creates_no_bootstrap_user_so_its_password_is_not_checked() -> None:
+    deployment = deploy("prod", secrets={BOOTSTRAP_PASSWORD_KEY: "short"})
+    assert "keycloakBootstrapPassword" not in deployment.outputs
+
+
+def test_minio_and_the_realm_share_the_session_length(deployment: Deployment) -> None:
+    minio = next(c for c in deployment.of_type(CONTAINER) if c.name.startswith("minio"))
+    config_env = minio.uploads()["/etc/minio/config.env"]
+    realm = json.loads(container(deployment, "keycloak").uploads()["/opt/keycloak/data/import/realm.json"])
+    [client] = realm["clients"]
+    assert "MINIO_BROWSER_SESSION_DURATION=60m" in config_env.splitlines()
+    assert client["attributes"]["access.token.lifespan"] == str(60 * 60) == str(realm["ssoSessionMaxLifespan"])

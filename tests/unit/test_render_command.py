@@ -78,7 +78,7 @@ def test_validate_runs_the_program_with_the_stack(capsys: pytest.CaptureFixture[
 def test_validate_refuses_prod_for_the_same_missing_inputs_as_the_deploy(capsys: pytest.CaptureFixture[str]) -> None:
     from tests.unit.pulumi_harness import deploy
 
-    assert main(["validate", "--stack", "prod"]) == 2
+    assert main(["validate", "--stack", "prod"]) == 3
     refused_offline = [line.removeprefix("  - ").split(":")[0] for line in capsys.readouterr().err.splitlines() if line.startswith("  - ")]
     with pytest.raises(Exception) as refused_by_program:
         deploy("prod", operator_tls=False)

@@ -450,3 +450,17 @@ def test_s3_pool_refuses_and_accepts_exactly_what_requests_does(tmp_path: Path, 
     with stand_in_server(lambda method, path: (200, {}, b"ok"), tls=server_tls) as (url, _):
         verdicts = {str(verify): (by_requests(url, verify), by_s3_pool(url, verify)) for verify in (True, str(ca_file))}
     assert verdicts == {"True": ("refused", "refused"), str(ca_file): ("200", "200")}
+
+
+def test_the_admin_client_uses_the_loopback_admin_listener_and_checks_the_s3_host_name() -> None:
+    from tests.unit.test_smoke_logic import outputs_for
+
+    outputs = outputs_for(4, 2)
+    outputs["endpoints"] |= {"s3": "https://storage.example.com:9443", "minioAdmin": "https://127.0.0.1:9444"}
+    admin = live.admin_client(smoke.parse_outputs(outputs), certifi.where())
+    # the public S3 listener refuses /minio/admin/: admin calls go to the listener on the host's loopback
+    assert admin._url.netloc == "127.0.0.1:9444"
+    assert admin._http.connection_pool_kw["assert_hostname"] == "storage.example.com"
+    del outputs["endpoints"]["minioAdmin"]
+    older = live.admin_client(smoke.parse_outputs(outputs), certifi.where())
+    assert older._url.netloc == "storage.example.com:9443" and "assert_hostname" not in older._http.connection_pool_kw
