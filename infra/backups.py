@@ -1,11 +1,14 @@
-"""The scheduled PostgreSQL backup service: `scripts/ops backup-schedule` in a container, so backups
-run on the stack's own schedule without a cron on the Docker host.
+"""The scheduled operations services: `scripts/ops backup-schedule` (PostgreSQL dumps) and, with
+`replication` set, `scripts/ops mirror-schedule` (offsite copies of buckets), each in a container,
+so they run on the stack's own schedule without a cron on the Docker host.
 
-Its image is built by the program from scripts/opscli/Dockerfile on top of the stack's PostgreSQL
+Their image is built by the program from scripts/opscli/Dockerfile on top of the stack's PostgreSQL
 image (pg_dump of exactly the server's version) with Python and the hash-locked minio SDK
-installed at build time: the container sits on internal networks only and can download nothing.
-It signs in to MinIO as the `backup-service` user (policy backup-service, created by
-`scripts/ops bootstrap`) and to PostgreSQL as the database owner.
+installed at build time: the backup container sits on internal networks only and can download
+nothing. It signs in to MinIO as the `backup-service` user (policy backup-service, created by
+`scripts/ops bootstrap`) and to PostgreSQL as the database owner. The mirror signs in as
+`mirror-service` (read-only on the mirrored buckets, also made by bootstrap) and needs a route out
+to its target: storage-net is internal, so it also joins edge-net, the one segment with one.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import pulumi
 import pulumi_docker as docker
 
 from infra.config import StackConfig
+from infra.config.replication import TARGET_SECRET_KEYS, ReplicationSettings
 from infra.container import Attachment, ContainerSpec, Healthcheck
 from infra.identity import POSTGRES_DATABASE, POSTGRES_PORT, POSTGRES_USER, postgres_user
 from infra.rendering import RenderedFile
 from infra.secrets import SecretValues
 from infra.storage import API_PORT, node_name
 from infra.tier import Tier, TierArgs
+from opscli.mirror import MIRROR_SERVICE_USER
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "scripts/opscli/Dockerfile"
@@ -35,6 +40,8 @@ HEARTBEAT_FILE = "/var/lib/postgresql/ops-backup-heartbeat"
 # the scheduler touches its heartbeat at least every 30 s; three missed beats mean it is stuck
 HEARTBEAT_MAX_AGE_SECONDS = 90
 SETTINGS_FILE = "/etc/ops/ops.env"
+MIRROR_HEARTBEAT_FILE = "/var/lib/postgresql/ops-mirror-heartbeat"
+TARGET_CA_FILE = "/etc/ops/target-ca.pem"
 
 
 def image_sources_digest(root: Path = PROJECT_ROOT) -> str:
@@ -79,6 +86,40 @@ def backup_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFil
     return [RenderedFile("backup/ops.env", SETTINGS_FILE, content, secret=True)]
 
 
+def ops_image(tier: Tier, service: str) -> docker.RemoteImage:
+    """The operations image, built from the project for `service` ('backup', 'mirror')."""
+    config, naming = tier.config, tier.stack.naming
+    sources = image_sources_digest()
+    return docker.RemoteImage(
+        f"{service}-image",
+        # a local tag named after the sources: new code, new tag, new image
+        name=f"{naming.of(service)}:{sources[:16]}",
+        # The engine runs the program and the provider with the directory of `main` (infra/) as
+        # working directory (pulumi/pulumi pkg/engine/project.go `getPwdMain`), and the provider
+        # resolves the context with filepath.Abs: so the context is absolute. On the provider's
+        # default buildx path the Dockerfile is relative to the context and labels go in `label`
+        # (`labels` is read by the legacy builder only; terraform-provider-docker
+        # internal/provider/resource_docker_image_funcs.go, docker_buildx_build.go).
+        build=docker.RemoteImageBuildArgs(
+            context=str(PROJECT_ROOT),
+            dockerfile=DOCKERFILE,
+            build_args={"POSTGRES_IMAGE": config.identity.postgres_image},
+            label=naming.labels(service),
+        ),
+        triggers={"sources": sources, "postgresImage": config.identity.postgres_image},
+        keep_locally=True,
+        opts=pulumi.ResourceOptions(parent=tier),
+    )
+
+
+def heartbeat_check(path: str) -> Healthcheck:
+    return Healthcheck(
+        ["CMD-SHELL", f'test $(( $(date +%s) - $(stat -c %Y {path}) )) -lt {HEARTBEAT_MAX_AGE_SECONDS}'],
+        interval="30s",
+        start_period="1m0s",
+    )
+
+
 class ScheduledBackupArgs(TierArgs):
     """The backup service needs nothing beyond the stack context; it starts after PostgreSQL and MinIO (`opts`)."""
 
@@ -86,28 +127,8 @@ class ScheduledBackupArgs(TierArgs):
 class ScheduledBackup(Tier):
     def __init__(self, name: str, args: ScheduledBackupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("minio-platform:operations:ScheduledBackup", name, args, opts)
-        config, naming, segments = self.config, self.stack.naming, self.stack.segments
-        sources = image_sources_digest()
-        image = docker.RemoteImage(
-            "backup-image",
-            # a local tag named after the sources: new code, new tag, new image
-            name=f"{naming.of('backup')}:{sources[:16]}",
-            # The engine runs the program and the provider with the directory of `main` (infra/) as
-            # working directory (pulumi/pulumi pkg/engine/project.go `getPwdMain`), and the provider
-            # resolves the context with filepath.Abs: so the context is absolute. On the provider's
-            # default buildx path the Dockerfile is relative to the context and labels go in `label`
-            # (`labels` is read by the legacy builder only; terraform-provider-docker
-            # internal/provider/resource_docker_image_funcs.go, docker_buildx_build.go).
-            build=docker.RemoteImageBuildArgs(
-                context=str(PROJECT_ROOT),
-                dockerfile=DOCKERFILE,
-                build_args={"POSTGRES_IMAGE": config.identity.postgres_image},
-                label=naming.labels("backup"),
-            ),
-            triggers={"sources": sources, "postgresImage": config.identity.postgres_image},
-            keep_locally=True,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        config, segments = self.config, self.stack.segments
+        image = ops_image(self, "backup")
         postgres_host = segments.database.address("postgres")
         container = self.container(
             ContainerSpec(
@@ -122,15 +143,84 @@ class ScheduledBackup(Tier):
                     Attachment(segments.storage.network, aliases=["backup"], ipv4_address=segments.storage.address("backup")),
                     Attachment(segments.database.network, aliases=["backup"], ipv4_address=segments.database.address("backup")),
                 ],
-                healthcheck=Healthcheck(
-                    [
-                        "CMD-SHELL",
-                        f'test $(( $(date +%s) - $(stat -c %Y {HEARTBEAT_FILE}) )) -lt {HEARTBEAT_MAX_AGE_SECONDS}',
-                    ],
-                    interval="30s",
-                    start_period="1m0s",
-                ),
+                healthcheck=heartbeat_check(HEARTBEAT_FILE),
                 memory_mb=config.backup.memory_mb,
             )
         )
         self.register_outputs({"backup": container.name})
+
+
+def mirror_command(config: StackConfig) -> list[str]:
+    replication = config.replication
+    assert replication is not None
+    command = [
+        "mirror-schedule",
+        "--schedule", replication.schedule,
+        "--target-endpoint", replication.target,
+        "--target-bucket-prefix", replication.bucket_prefix,
+        "--part-size-mib", str(replication.part_size_mib),
+        "--heartbeat", MIRROR_HEARTBEAT_FILE,
+        "--no-progress",
+    ]
+    command += ["--delete"] if replication.deletes else []
+    command += ["--all-versions"] if replication.all_versions else []
+    command += ["--target-ca-file", TARGET_CA_FILE] if replication.ca_certificate else []
+    return command + replication.bucket_names(config.buckets)
+
+
+def mirror_environment(secrets: SecretValues) -> list[str]:
+    """The mirror's credentials for both ends, as the lines of its settings file."""
+    return [
+        f"OPS_ENDPOINT=http://{node_name(1)}:{API_PORT}",
+        f"OPS_ACCESS_KEY={MIRROR_SERVICE_USER}",
+        f"OPS_SECRET_KEY={secrets.mirror_service_secret_key}",
+        f"OPS_TARGET_ACCESS_KEY={secrets.replication_target_access_key}",
+        f"OPS_TARGET_SECRET_KEY={secrets.replication_target_secret_key}",
+    ]
+
+
+def mirror_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFile]:
+    """The settings file, read through OPS_ENV_FILE, and the target's CA certificate when one is given."""
+    if config.replication is None:
+        return []
+    files = [RenderedFile("mirror/ops.env", SETTINGS_FILE, "\n".join(mirror_environment(secrets)) + "\n", secret=True)]
+    if config.replication.ca_certificate:
+        files.append(RenderedFile("mirror/target-ca.pem", TARGET_CA_FILE, config.replication.ca_certificate))
+    return files
+
+
+class ScheduledMirrorArgs(TierArgs):
+    """The mirror needs nothing beyond the stack context; it starts after MinIO (`opts`)."""
+
+
+class ScheduledMirror(Tier):
+    def __init__(self, name: str, args: ScheduledMirrorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        missing = ReplicationSettings.missing_operator_inputs(_supplied_secrets())
+        if missing:
+            # before any resource of this tier; `scripts/infra validate` (run by scripts/deploy) stops here too
+            raise pulumi.RunError("replication needs the target's credentials: " + "; ".join(missing))
+        super().__init__("minio-platform:operations:ScheduledMirror", name, args, opts)
+        config, segments, replication = self.config, self.stack.segments, self.config.replication
+        assert replication is not None, "the program adds the mirror only when replication is set"
+        image = ops_image(self, "mirror")
+        container = self.container(
+            ContainerSpec(
+                service="mirror",
+                name="mirror",
+                image=image,
+                command=mirror_command(config),
+                envs=[f"OPS_ENV_FILE={SETTINGS_FILE}"],
+                uploads=self.secret_uploads(mirror_files, postgres_user(config.identity.postgres_image)),
+                # storage-net has no route out; edge-net does, and nothing there can connect to the mirror
+                networks=[Attachment(segments.storage.network), Attachment(segments.edge.network)],
+                healthcheck=heartbeat_check(MIRROR_HEARTBEAT_FILE),
+                memory_mb=replication.memory_mb,
+            )
+        )
+        self.register_outputs({"mirror": container.name})
+
+
+def _supplied_secrets() -> set[str]:
+    """The target credentials the stack sets (as secrets: a plain one is refused before this, by split_config)."""
+    config = pulumi.Config()
+    return {key for key in TARGET_SECRET_KEYS if config.get_secret(key) is not None}

@@ -112,9 +112,11 @@ class ProxyBuffers:
     """client_body_buffer_size: each read of an upload, passed on as it arrives."""
     response: str = "256k"
     """proxy_buffer_size, and the size of each response buffer."""
-    response_buffers: int = 16
+    response_buffers: int = 8
     """proxy_buffers on the S3 listeners: how far nginx may read a download ahead of the client, in
-    memory only; 0 relays it through the one proxy_buffer_size buffer (proxy_buffering off)."""
+    memory only (2 MiB by default: a quarter less CPU per GiB than relaying through the one
+    proxy_buffer_size buffer, and no less than 4 MiB or 8 MiB gave; docs/proxy-performance.md); 0
+    relays it through that one buffer (proxy_buffering off)."""
 
     def context(self) -> dict[str, object]:
         response = size_in_bytes(self.response)

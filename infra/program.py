@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from infra.backups import ScheduledBackup, ScheduledBackupArgs
+from infra.backups import ScheduledBackup, ScheduledBackupArgs, ScheduledMirror, ScheduledMirrorArgs
 from infra.config import ConfigError, StackConfig, split_config
 from infra.container import Naming
 from infra.edge import EdgeProxy, EdgeProxyArgs
@@ -72,6 +72,10 @@ def main() -> dict[str, Any]:
         # dumps Keycloak's database into the catalogue's backup bucket on the stack's schedule
         waits_for = [identity.postgres, *storage.containers.values()]
         tiers.append(ScheduledBackup("backup", ScheduledBackupArgs(stack), pulumi.ResourceOptions(depends_on=waits_for)))
+    if config.replication is not None:
+        # copies the mirrored buckets to the offsite target on the stack's schedule
+        after_storage = pulumi.ResourceOptions(depends_on=list(storage.containers.values()))
+        tiers.append(ScheduledMirror("mirror", ScheduledMirrorArgs(stack), after_storage))
     urls = config.edge.public_urls(config.environment)
 
     layout = config.storage.layout()
@@ -113,6 +117,8 @@ def main() -> dict[str, Any]:
         "opsAdminSecretKey": secrets.outputs["ops_admin_secret_key"],
         # bootstrap creates metrics-reader with this: the secret Prometheus's token is signed with
         "metricsReaderSecretKey": secrets.outputs["metrics_reader_secret_key"],
+        # bootstrap creates mirror-service with this when the stack mirrors offsite (replication)
+        "mirrorServiceSecretKey": secrets.outputs["mirror_service_secret_key"],
     }
     if not config.is_prod:
         # the realm's bootstrap console user exists on dev and staging only

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from infra.backups import backup_files
+from infra.backups import backup_files, mirror_files
 from infra.config import StackConfig
 from infra.edge import edge_files
 from infra.identity import identity_files
@@ -20,6 +20,7 @@ RENDERERS: tuple[Callable[[StackConfig, SecretValues], list[RenderedFile]], ...]
     edge_files,
     monitoring_files,
     backup_files,
+    mirror_files,
 )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from opscli import catalogue, iam, pgbackup
+from opscli import catalogue, iam, pgbackup, recovery_commands
 from opscli.connection import (
     ENV_ACCESS_KEY,
     ENV_ADMIN_ENDPOINT,
@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scripts/ops",
         description="Operations on a deployed minio-platform stack: bucket catalogue, IAM policies and service "
-        "accounts, PostgreSQL backup and restore. Uses the MinIO SDK; no 'mc' needed.",
+        "accounts, PostgreSQL backup and restore, offsite mirror, configuration export and import, recovery drills, "
+        "deletion on request. Uses the MinIO SDK; no 'mc' needed.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -168,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schedule.add_argument("--part-size-mib", type=int, default=pgbackup.DEFAULT_PART_MIB)
     schedule.add_argument("--compression-level", type=int, choices=range(1, 10), default=6, metavar="1-9")
+    # offsite copies, configuration export and import, recovery drills, deletion on request
+    recovery_commands.add_parsers(command, _database_options)
     return parser
 
 
@@ -481,6 +484,7 @@ def cmd_bootstrap(ctx: Context) -> int:
     with explained(ops, "create the stack's users"):
         for user in users[1:]:
             ctx.out(iam.ensure_user(ops.admin(), POLICY_DIR, user.name, user.policy, str(secrets[user.name])))
+    recovery_commands.bootstrap_mirror_service(ctx, ops, POLICY_DIR)  # only when the stack mirrors offsite
     _warn_about_root_keys(ctx, ops)
     return ExitCode.OK
 
@@ -570,6 +574,12 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "restore-postgres": cmd_restore_postgres,
     "list-backups": cmd_list_backups,
     "backup-schedule": cmd_backup_schedule,
+    "mirror": recovery_commands.cmd_mirror,
+    "mirror-schedule": recovery_commands.cmd_mirror_schedule,
+    "export-config": recovery_commands.cmd_export_config,
+    "import-config": recovery_commands.cmd_import_config,
+    "drill": recovery_commands.cmd_drill,
+    "purge": recovery_commands.cmd_purge,
 }
 
 

@@ -1,6 +1,7 @@
-"""The scheduled backup service: waits for each run of a cron schedule and runs the backup then.
+"""The scheduled services: wait for each run of a cron schedule and run the job then (the backup;
+the offsite mirror).
 
-Runs inside the stack's backup container, so backups need no cron on the Docker host. A failed
+Runs inside the stack's backup and mirror containers, so they need no cron on the Docker host. A failed
 run is logged and the service waits for the next one; the heartbeat file (touched at least every
 `HEARTBEAT_SECONDS`) is what the container's healthcheck reads.
 """
@@ -32,11 +33,13 @@ def run_schedule(
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     sleep: Callable[[float], None] = time.sleep,
     max_runs: int | None = None,
+    job: str = "backup",
 ) -> int:
-    """Run `run_backup` at every scheduled minute; returns after `max_runs` runs (forever when None)."""
+    """Run `run_backup` at every scheduled minute; returns after `max_runs` runs (forever when None).
+    `job` names it in the log lines ('backup done: ...', 'mirror failed: ...')."""
     runs = failures = 0
     heartbeat.parent.mkdir(parents=True, exist_ok=True)
-    log(f"scheduled backups: {schedule.expression!r} (UTC); next at {schedule.next_run(clock()):%Y-%m-%d %H:%M}")
+    log(f"scheduled {job}s: {schedule.expression!r} (UTC); next at {schedule.next_run(clock()):%Y-%m-%d %H:%M}")
     while max_runs is None or runs < max_runs:
         due = schedule.next_run(clock())
         while (remaining := (due - clock()).total_seconds()) > 0:
@@ -45,11 +48,11 @@ def run_schedule(
         heartbeat.touch()
         runs += 1
         try:
-            log(f"backup done: {run_backup()}")
+            log(f"{job} done: {run_backup()}")
         except OpsError as error:
             failures += 1
-            log(f"backup failed: {error.sentence}")
+            log(f"{job} failed: {error.sentence}")
         except Exception as error:  # noqa: BLE001 - the service must outlive any single failed run
             failures += 1
-            log(f"backup failed unexpectedly: {type(error).__name__}: {error}")
+            log(f"{job} failed unexpectedly: {type(error).__name__}: {error}")
     return failures

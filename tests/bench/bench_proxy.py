@@ -18,11 +18,12 @@ reported per GiB and per 1000 requests; the origin's and the client's are report
 
     sudo .venv/bin/python tests/bench/bench_proxy.py [--rounds 5] [--size-gib 1] [--duration 3]
         [--workloads large,small,memory] [--listeners plain,tls] [--connections 1,16,64]
-        [--candidate KEY=VALUE ...] [--candidate-edit 'REGEX=>REPLACEMENT' ...]
+        [--candidate 'KEY=VALUE;;REGEX=>REPLACEMENT;;...' ...]
 
---candidate runs a fourth path: our configuration with ProxyBuffers / ProxyRuntime fields changed
-(response_buffers=0, access_log_buffer=none, worker_processes=1, ...); --candidate-edit rewrites
-its rendered file further for probes the context has no field for (a different log_format, say).
+Each --candidate adds a path (c1, c2, ...): our configuration with ProxyBuffers / ProxyRuntime
+fields changed (response_buffers=0, body=4m, access_log_buffer=none, worker_processes=1, ...) and
+its rendered text further rewritten by REGEX=>REPLACEMENT items, for probes the context has no
+field for (a different log_format, say); items are separated by ';;'.
 Numbers depend on the machine; compare the ratios.
 """
 
@@ -120,21 +121,29 @@ class Route:
     pids: Callable[[], list[int]]
 
 
-def parse_changes(pairs: list[str]) -> tuple[dict[str, object], dict[str, object]]:
-    """KEY=VALUE pairs split into ProxyBuffers and ProxyRuntime changes, typed like each field."""
+Candidate = tuple[dict[str, object], dict[str, object], list[tuple[str, str]]]
+
+
+def parse_candidate(spec: str) -> Candidate:
+    """ProxyBuffers changes, ProxyRuntime changes (typed like each field) and text edits of one --candidate."""
     buffers, runtime = {f.name: f for f in dataclasses.fields(ProxyBuffers)}, {f.name: f for f in dataclasses.fields(ProxyRuntime)}
     to_buffers: dict[str, object] = {}
     to_runtime: dict[str, object] = {}
-    for pair in pairs:
-        key, _, raw = pair.partition("=")
-        value: object = None if raw.lower() == "none" else int(raw) if raw.isdigit() and key in ("response_buffers", "worker_connections") else raw
+    edits: list[tuple[str, str]] = []
+    for item in filter(None, (part.strip() for part in spec.split(";;"))):
+        if "=>" in item:
+            pattern, replacement = item.split("=>", 1)
+            edits.append((pattern, replacement))
+            continue
+        key, _, raw = item.partition("=")
+        value: object = None if raw.lower() == "none" else int(raw) if key in ("response_buffers", "worker_connections") else raw
         if key in buffers:
             to_buffers[key] = value
         elif key in runtime:
             to_runtime[key] = value
         else:
             raise SystemExit(f"--candidate {key}: not a field of ProxyBuffers or ProxyRuntime")
-    return to_buffers, to_runtime
+    return to_buffers, to_runtime, edits
 
 
 def edge_ssl_settings() -> str:
@@ -167,7 +176,7 @@ class LargeResult:
         self.transfers.setdefault((route, operation), []).append(measured)
 
 
-def large_rounds(routes: list[Route], origin_pids: Callable[[], list[int]], source: Path, rounds: int) -> LargeResult:
+def large_rounds(routes: list[Route], origin_pids: Callable[[], list[int]], source: Path, rounds: int, operations: list[str]) -> LargeResult:
     result = LargeResult()
     size = source.stat().st_size
     for route in routes:  # warm-up: connections, page cache, nginx's first allocations
@@ -176,7 +185,7 @@ def large_rounds(routes: list[Route], origin_pids: Callable[[], list[int]], sour
     for round_number in range(rounds):
         for route in rotated(routes, round_number):
             meter = CpuMeter(route.pids, origin_pids)
-            for operation in ("PUT", "GET"):
+            for operation in sorted(operations, reverse=True):
                 url = f"{route.base}/{BUCKET}/{source.name if operation == 'GET' else f'{route.name}-{round_number}'}"
                 transfer, cost = meter.measure(lambda: curl_transfer(url, source if operation == "PUT" else None))
                 assert isinstance(transfer, Transfer)
@@ -190,7 +199,7 @@ def mib_per_second(transfer: Transfer) -> float:
     return transfer.bytes / MIB / transfer.seconds
 
 
-def large_table(result: LargeResult, routes: list[Route], listener: str, size: int) -> list[str]:
+def large_table(result: LargeResult, routes: list[Route], listener: str, size: int, operations: list[str]) -> list[str]:
     names = [route.name for route in routes]
     peers = [name for name in names if name != "direct"]
     header = ["workload", *(f"{name} MiB/s" for name in names), *(f"{name} / direct" for name in peers)]
@@ -198,7 +207,7 @@ def large_table(result: LargeResult, routes: list[Route], listener: str, size: i
         header += [f"{name} / reference" for name in peers if name != "reference"]
     header += [f"{name} CPU s/GiB" for name in peers] + ["origin CPU s/GiB (direct)", "client CPU s/GiB (direct)", "cores busy (direct / ours)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for operation in ("PUT", "GET"):
+    for operation in sorted(operations, reverse=True):
         runs = {name: result.transfers[(name, operation)] for name in names}
         rates = {name: Spread.of([mib_per_second(t) for t, _ in runs[name]]) for name in names}
         row = [f"{size / MIB:.0f} MiB {operation} ({listener})", *(f"{rates[name].median:.0f}" for name in names)]
@@ -229,13 +238,14 @@ def threads_for(connections: int) -> int:
 
 
 def small_rounds(
-    routes: list[Route], origin_pids: Callable[[], list[int]], script: Path, connections: list[int], rounds: int, seconds: float
+    routes: list[Route], origin_pids: Callable[[], list[int]], script: Path, connections: list[int], rounds: int, seconds: float,
+    operations: list[str],
 ) -> dict[tuple[str, str, int], list[tuple[WrkRun, Cost]]]:
     runs: dict[tuple[str, str, int], list[tuple[WrkRun, Cost]]] = {}
     for route in routes:
         wrk(f"{route.base}/{BUCKET}/small.bin", 16, 2, 1.0)
         wrk(f"{route.base}/{BUCKET}/put.bin", 16, 2, 1.0, script)
-    for operation in ("GET", "PUT"):
+    for operation in operations:
         for count in connections:
             for round_number in range(rounds):
                 for route in rotated(routes, round_number):
@@ -251,7 +261,9 @@ def small_rounds(
     return runs
 
 
-def small_table(runs: dict[tuple[str, str, int], list[tuple[WrkRun, Cost]]], routes: list[Route], listener: str, connections: list[int]) -> list[str]:
+def small_table(
+    runs: dict[tuple[str, str, int], list[tuple[WrkRun, Cost]]], routes: list[Route], listener: str, connections: list[int], operations: list[str]
+) -> list[str]:
     names = [route.name for route in routes]
     peers = [name for name in names if name != "direct"]
     header = ["workload", *(f"{name} req/s" for name in names), *(f"{name} / direct" for name in peers)]
@@ -260,7 +272,7 @@ def small_table(runs: dict[tuple[str, str, int], list[tuple[WrkRun, Cost]]], rou
     header += ["p50 ms " + " / ".join(names), "p99 ms " + " / ".join(names), *(f"{name} added p99 ms" for name in peers)]
     header += [f"{name} CPU s/1000 req" for name in peers] + ["origin CPU s/1000 req (direct)", "client CPU s/1000 req (direct)", "cores busy (direct / ours)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for operation in ("GET", "PUT"):
+    for operation in operations:
         for count in connections:
             measured = {name: runs[(name, operation, count)] for name in names}
             rates = {name: Spread.of([r.rate for r, _ in measured[name]]) for name in names}
@@ -314,26 +326,25 @@ def main() -> int:
     parser.add_argument("--size-gib", type=float, default=1.0, help="object size of the large-object rounds")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of each wrk run")
     parser.add_argument("--connections", default="1,16,64", help="wrk concurrencies of the small-object rounds")
+    parser.add_argument("--operations", default="GET,PUT", help="operations of the large- and small-object rounds")
     parser.add_argument("--memory-gib", type=float, default=5.0, help="transfer size of the memory measurement")
     parser.add_argument("--workloads", default="large,small,memory")
     parser.add_argument("--listeners", default="plain,tls")
     parser.add_argument("--no-reference", action="store_true", help="leave MinIO's reference configuration out")
-    parser.add_argument("--candidate", nargs="*", default=None, metavar="KEY=VALUE")
-    parser.add_argument("--candidate-edit", action="append", default=[], metavar="REGEX=>REPLACEMENT")
+    parser.add_argument("--candidate", action="append", default=[], metavar="SPEC")
     args = parser.parse_args()
     workloads, listeners = set(args.workloads.split(",")), args.listeners.split(",")
     connections = [int(c) for c in args.connections.split(",")]
+    operations = args.operations.split(",")
     size, memory_size = int(args.size_gib * GIB), int(args.memory_gib * GIB)
-    buffer_changes, runtime_changes = parse_changes(args.candidate or [])
-    candidate_wanted = args.candidate is not None or bool(args.candidate_edit)
-    edits = [tuple(edit.split("=>", 1)) for edit in args.candidate_edit]
+    candidates = [parse_candidate(spec) for spec in args.candidate]
     limit = f"{max(6, int(args.memory_gib) + 1)}g"
     report: list[str] = [
         f"nginx {subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip().split('/')[-1]}, "
         f"{CORES} cores, load average {os.getloadavg()[0]:.1f} at the start"
     ]
-    if candidate_wanted:
-        report.append(f"candidate: {' '.join(args.candidate or [])} {' '.join(args.candidate_edit)}")
+    for number, spec in enumerate(args.candidate, 1):
+        report.append(f"c{number}: {spec}")
 
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as scratch, contextlib.ExitStack() as running:
         root = Path(scratch)
@@ -343,7 +354,9 @@ def main() -> int:
         (root / "origin.crt").write_text(material.certificate)
         (root / "origin.key").write_text(material.key)
         tls_files = (root / "origin.crt", root / "origin.key")
-        random_file(files / "small.bin", SMALL)
+        www = root / "www"
+        (www / BUCKET).mkdir(parents=True)
+        random_file(www / BUCKET / "small.bin", SMALL)
         script = put_script(root / "put.lua", SMALL)
 
         def proxies(origin_endpoint: Callable[[bool], str], tag: str) -> dict[str, dict[str, Route]]:
@@ -358,13 +371,13 @@ def main() -> int:
                     "direct": Route("direct", f"{'https' if tls else 'http'}://{origin_endpoint(tls)}", list),
                     "ours": Route("ours", ours.url("s3").rstrip("/"), ours.pids),
                 }
-                if candidate_wanted:
+                for number, (buffer_changes, runtime_changes, edits) in enumerate(candidates, 1):
                     candidate = running.enter_context(started(TunedProxy(
-                        root / f"{tag}-candidate-{listener}", lab_stack(tls=tls, max_body_size=limit), upstreams,
+                        root / f"{tag}-c{number}-{listener}", lab_stack(tls=tls, max_body_size=limit), upstreams,
                         dataclasses.replace(ProxyBuffers(), **buffer_changes), runtime_changes=runtime_changes, edits=edits,  # type: ignore[arg-type]
                     )))
                     assert isinstance(candidate, TunedProxy)
-                    chosen["candidate"] = Route("candidate", candidate.url("s3").rstrip("/"), candidate.pids)
+                    chosen[f"c{number}"] = Route(f"c{number}", candidate.url("s3").rstrip("/"), candidate.pids)
                 if not args.no_reference:
                     reference = running.enter_context(started(ReferenceProxy(
                         root / f"{tag}-reference-{listener}", origin_endpoint(False), tls_files if tls else None,
@@ -388,9 +401,9 @@ def main() -> int:
             if "large" in workloads:
                 for listener in listeners:
                     routes = list(large_routes[listener].values())
-                    result = large_rounds(routes, sink.pids, source, args.rounds)
+                    result = large_rounds(routes, sink.pids, source, args.rounds, operations)
                     report += ["", f"### Large objects, {listener} listener, median (range) of {args.rounds} rounds", ""]
-                    report += large_table(result, routes, listener, size)
+                    report += large_table(result, routes, listener, size, operations)
             if "memory" in workloads:
                 report += ["", f"### Resident memory of our nginx (master and workers) over {args.memory_gib:g} GiB", ""]
                 report += ["| listener | transfer | before MiB | peak MiB | growth MiB |", "|---|---|---|---|---|"]
@@ -404,15 +417,14 @@ def main() -> int:
                         assert isinstance(transfer, Transfer) and transfer.status == 200 and transfer.bytes == memory_size
                         report.append(f"| {listener} | {operation} | {before / 1024:.1f} | {peak / 1024:.1f} | {(peak - before) / 1024:.1f} |")
         if "small" in workloads:
-            origin = running.enter_context(started(NginxOrigin(root / "origin", files, tls_files, edge_ssl_settings())))
+            origin = running.enter_context(started(NginxOrigin(root / "origin", www, tls_files, edge_ssl_settings())))
             assert isinstance(origin, NginxOrigin)
-            (files / "put.bin").write_bytes(b"")
             small_routes = proxies(origin.endpoint, "small")
             for listener in listeners:
                 routes = list(small_routes[listener].values())
-                runs = small_rounds(routes, origin.pids, script, connections, args.rounds, args.duration)
+                runs = small_rounds(routes, origin.pids, script, connections, args.rounds, args.duration, operations)
                 report += ["", f"### Small objects, {listener} listener, {args.duration:g} s wrk runs, median (range) of {args.rounds} rounds", ""]
-                report += small_table(runs, routes, listener, connections)
+                report += small_table(runs, routes, listener, connections, operations)
                 if listener == "tls":
                     report.append(f"\nnegotiated with the origin (direct): {negotiated(ORIGIN_ADDRESS, origin.tls_port)}")
         report.append(f"\nload average {os.getloadavg()[0]:.1f} at the end")

@@ -126,7 +126,8 @@ def _latency_ms(text: str, percentile: str) -> float:
 
 
 def wrk(url: str, connections: int, threads: int, seconds: float, script: Path | None = None) -> WrkRun:
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    """One wrk run (whole seconds) with its latency distribution."""
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s"]
     if script is not None:
         command += ["-s", str(script)]
     result = subprocess.run([*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60)

@@ -208,7 +208,8 @@ class NginxOrigin:
     tls: tuple[Path, Path] | None = None
     ssl_directives: str = ""
     """The edge's own ssl_* settings, so the origin's TLS listener negotiates what the proxy's does."""
-    workers: int = 1
+    workers: str = "auto"
+    """As a server on its own machine runs: one worker per core."""
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
     tls_port: int = 0

@@ -71,7 +71,7 @@ def rendered_config(rendered: Path) -> Path:
 
 
 def alert_rules(rendered: Path) -> list[dict[str, Any]]:
-    rules = []
+    rules: list[dict[str, Any]] = []
     for path in sorted((rendered / "prometheus" / "rules").glob("*.yml")):
         for group in yaml.safe_load(path.read_text())["groups"]:
             rules.extend(rule for rule in group["rules"] if "alert" in rule)

@@ -4,6 +4,8 @@
   /minio/v2/metrics/{cluster,node,bucket}, checking the bearer JWT the way MinIO does (HS512,
   signed with the root secret key). They are fixtures, not MinIO; nothing they do is MinIO behaviour.
 - A stand-in for the monitoring services' /metrics (Loki, the log agent, the audit sink are not here).
+- One stand-in per platform job (Grafana, Keycloak, the edge proxy's exporter), each its own server, so
+  that one can stop while the others answer; the exporter's reports `nginx_up`.
 - A webhook receiver recording every Alertmanager notification with its arrival time.
 
 Used by tests/lab/test_alert_path.py and tests/bench/bench_alert_latency.py. Every wait is bounded.
@@ -15,6 +17,7 @@ import json
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,7 +32,7 @@ import jwt.warnings
 
 from infra.__main__ import load_stack
 from infra.config import StackConfig
-from infra.monitoring.metrics import ScrapeAddresses, alert_rule_files, alertmanager_yml, minio_metrics_token, prometheus_yml
+from infra.monitoring.metrics import PLATFORM_JOBS, ScrapeAddresses, alertmanager_yml, minio_metrics_token, prometheus_yml, rule_files
 from tests.conftest import require_tool
 from tests.lab.ops_servers import free_port
 
@@ -38,6 +41,7 @@ PROMETHEUS_HOST = "127.0.4.2"
 ALERTMANAGER_HOST = "127.0.4.3"
 WEBHOOK_HOST = "127.0.4.4"
 SERVICES_HOST = "127.0.4.5"
+PLATFORM_HOST = "127.0.4.6"
 NODE_HOSTS = ("127.0.4.10", "127.0.4.11", "127.0.4.12", "127.0.4.13")
 
 ROOT_USER = "labrootuser"
@@ -138,20 +142,23 @@ class _MetricsHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+STAND_IN_METRICS = "# TYPE standin_up gauge\nstandin_up 1\n"
+
+
 class StandInServer(ThreadingHTTPServer):
-    """A STAND-IN for one MinIO node (or, with index 0, for the monitoring services' /metrics)."""
+    """A STAND-IN for one MinIO node (or, with index 0, for a service's /metrics)."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, host: str, port: int, index: int, state: ClusterState) -> None:
+    def __init__(self, host: str, port: int, index: int, state: ClusterState, metrics: Callable[[], str]) -> None:
         super().__init__((host, port), _MetricsHandler)
-        self.index, self.state = index, state
+        self.index, self.state, self.metrics = index, state, metrics
         self.server_label = f"{host}:{port}"
 
     def answer(self, path: str, authorization: str | None) -> tuple[str, int]:
         if path == "/metrics":
-            return "# TYPE standin_up gauge\nstandin_up 1\n", 200
+            return self.metrics(), 200
         if not self._token_valid(authorization):
             return "Access Denied.", 403
         if path == "/minio/v2/metrics/cluster":
@@ -184,9 +191,11 @@ class StandInNode:
     state: ClusterState
     server: StandInServer | None = None
     thread: threading.Thread | None = None
+    metrics: str = STAND_IN_METRICS
+    """What it serves at /metrics; may change while it runs."""
 
     def start(self) -> None:
-        self.server = StandInServer(self.host, self.port, self.index, self.state)
+        self.server = StandInServer(self.host, self.port, self.index, self.state, lambda: self.metrics)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         self.thread.start()
         self.state.online.add(self.index)
@@ -278,6 +287,11 @@ def lab_config(timing: LabTiming, webhook_url: str) -> StackConfig:
     return config.model_copy(update={"monitoring": monitoring})
 
 
+def exporter_metrics(nginx_up: int) -> str:
+    """What nginx-prometheus-exporter serves, in part: nginx_up 0 when nginx's stub_status does not answer."""
+    return f"# TYPE nginx_up gauge\nnginx_up {nginx_up}\n"
+
+
 @dataclass
 class AlertLab:
     config: StackConfig
@@ -286,6 +300,14 @@ class AlertLab:
     prometheus_url: str
     alertmanager_url: str
     logs: Path
+    platform: dict[str, StandInNode] = field(default_factory=dict)
+    """The stand-in of each platform job (grafana, keycloak, edge-proxy), by job."""
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """The instant vector Prometheus answers for `expr`."""
+        answer = get_json(f"{self.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}")
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
 
     def prometheus_alerts(self, alertname: str) -> list[dict[str, Any]]:
         answer = get_json(f"{self.prometheus_url}/api/v1/alerts")
@@ -302,6 +324,11 @@ class AlertLab:
         answer = get_json(f"{self.prometheus_url}/api/v1/targets?state=active")
         minio = [t for t in answer["data"]["activeTargets"] if t["labels"]["job"].startswith("minio-")]
         return len(minio) == 3 * len(self.nodes) and all(t["health"] == "up" for t in minio)
+
+    def platform_targets_up(self) -> bool:
+        answer = get_json(f"{self.prometheus_url}/api/v1/targets?state=active")
+        platform = [t for t in answer["data"]["activeTargets"] if t["labels"]["job"] in PLATFORM_JOBS]
+        return len(platform) == len(PLATFORM_JOBS) and all(t["health"] == "up" for t in platform)
 
 
 def _start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -326,6 +353,8 @@ def alert_lab(workdir: Path, timing: LabTiming = LabTiming()) -> Iterator[AlertL
     state = ClusterState()
     nodes = [StandInNode(index, host, free_port(host), state) for index, host in enumerate(NODE_HOSTS, start=1)]
     services = StandInNode(0, SERVICES_HOST, free_port(SERVICES_HOST), ClusterState())
+    platform = {job: StandInNode(0, PLATFORM_HOST, free_port(PLATFORM_HOST), ClusterState()) for job in PLATFORM_JOBS}
+    platform["edge-proxy"].metrics = exporter_metrics(nginx_up=1)
     receiver = WebhookReceiver(WEBHOOK_HOST, free_port(WEBHOOK_HOST))
     prometheus_address = f"{PROMETHEUS_HOST}:{free_port(PROMETHEUS_HOST)}"
     alertmanager_address = f"{ALERTMANAGER_HOST}:{free_port(ALERTMANAGER_HOST)}"
@@ -333,7 +362,7 @@ def alert_lab(workdir: Path, timing: LabTiming = LabTiming()) -> Iterator[AlertL
 
     rules_dir, data = workdir / "rules", workdir / "data"
     rules_dir.mkdir(parents=True)
-    for name, content in alert_rule_files(config).items():
+    for name, content in rule_files(config).items():
         (rules_dir / name).write_text(content)
     token_file = workdir / "minio-metrics-token"
     token_file.write_text(minio_metrics_token(ROOT_USER, ROOT_PASSWORD) + "\n")
@@ -345,12 +374,13 @@ def alert_lab(workdir: Path, timing: LabTiming = LabTiming()) -> Iterator[AlertL
         log_agent=services_address,
         audit_sink=services_address,
         minio_nodes=tuple((f"minio{node.index}", f"{node.host}:{node.port}") for node in nodes),
+        **{field: f"{platform[job].host}:{platform[job].port}" for field, job in (("grafana", "grafana"), ("keycloak", "keycloak"), ("edge_proxy", "edge-proxy"))},
     )
     (workdir / "prometheus.yml").write_text(prometheus_yml(config, addresses, str(rules_dir), str(token_file)))
     (workdir / "alertmanager.yml").write_text(alertmanager_yml(config, token_file=None))
 
     processes: list[subprocess.Popen[bytes]] = []
-    for node in [*nodes, services]:
+    for node in [*nodes, services, *platform.values()]:
         node.start()
     try:
         with receiver.serving():
@@ -378,7 +408,9 @@ def alert_lab(workdir: Path, timing: LabTiming = LabTiming()) -> Iterator[AlertL
                 workdir / "prometheus.log",
             )
             processes.append(prometheus)
-            lab = AlertLab(config, nodes, receiver, f"http://{prometheus_address}", f"http://{alertmanager_address}", workdir)
+            lab = AlertLab(
+                config, nodes, receiver, f"http://{prometheus_address}", f"http://{alertmanager_address}", workdir, platform
+            )
             for process, name, url in (
                 (alertmanager, "Alertmanager", f"{lab.alertmanager_url}/-/ready"),
                 (prometheus, "Prometheus", f"{lab.prometheus_url}/-/ready"),
@@ -389,6 +421,7 @@ def alert_lab(workdir: Path, timing: LabTiming = LabTiming()) -> Iterator[AlertL
                     timeout=30,
                 )
             wait_for(lab.minio_targets_up, "every stand-in node scraped and up", timeout=30)
+            wait_for(lab.platform_targets_up, "every platform stand-in scraped and up", timeout=30)
             wait_for(
                 lambda: get_json(f"{lab.prometheus_url}/api/v1/alertmanagers")["data"]["activeAlertmanagers"],
                 "Alertmanager discovered by Prometheus",
@@ -398,6 +431,6 @@ def alert_lab(workdir: Path, timing: LabTiming = LabTiming()) -> Iterator[AlertL
     finally:
         for process in reversed(processes):
             _stop(process)
-        for node in [*nodes, services]:
+        for node in [*nodes, services, *platform.values()]:
             node.stop()
 

@@ -180,7 +180,7 @@ def test_start_dev_comes_up_with_the_rendered_options(sso: SsoLab) -> None:
     assert f"Listening on: http://{sso.keycloak.endpoint}." in log
     assert f"Management interface listening on {sso.keycloak.management_url}." in log
     assert "Profile dev activated" in log and f"Realm '{sso.realm}' imported" in log
-    assert sso.keycloak.listening_addresses() == {"127.0.7.1"}
+    assert sso.keycloak.binds_loopback_only(), sso.keycloak.listening_sockets()
 
 
 def test_health_answers_at_the_management_port_root_not_under_auth(sso: SsoLab) -> None:
@@ -374,8 +374,9 @@ def test_a_code_is_not_exchanged_for_another_redirect_uri(sso: SsoLab) -> None:
 
 @pytest.mark.parametrize(
     "password",
-    ["eleven-char", "twelve-chars", "Console-Admin", "\U0001f600" * 6, "\U0001f600" * 5 + "x"],
-    ids=["11-characters", "12-characters", "the-username-in-capitals", "6-emoji-are-12-utf16-units", "5-emoji-and-1-letter"],
+    # the realm this module imported shows a 12-character password accepted
+    ["eleven-char", "Console-Admin", "\U0001f600" * 6, "\U0001f600" * 5 + "x"],
+    ids=["11-characters", "the-username-in-capitals", "6-emoji-are-12-utf16-units", "5-emoji-and-1-letter"],
 )
 def test_the_bootstrap_password_rule_refuses_what_keycloaks_import_refuses(sso: SsoLab, password: str) -> None:
     realm = json.loads(render_realm(sso.config, sso.secrets))

@@ -8,17 +8,21 @@ on the S3 listener are read ahead of the client into a bounded set of in-memory 
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import http.server
+import json
+import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from infra.config.edge import size_in_bytes
-from infra.edge import ProxyBuffers
+from infra.edge import ProxyBuffers, ProxyRuntime
 from tests.lab.proxy_lab import (
     PROXY_ADDRESS,
     STREAM_STAND_IN_ADDRESS,
@@ -69,8 +73,10 @@ def resident_bytes(proxy: LabProxy) -> int:
 
 
 class EventStream(http.server.BaseHTTPRequestHandler):
-    """Answers like MinIO's event streams (bucket notifications, trace): X-Accel-Buffering: no, one
-    event now, the rest only when the test says so."""
+    """Answers like MinIO's event streams (bucket notifications, trace) with X-Accel-Buffering: no: one
+    event now, the rest only when the test says so. The stream has neither a length nor chunked
+    framing (it ends when the connection does), so that header alone must keep nginx from holding
+    the event in a buffer until it fills."""
 
     protocol_version = "HTTP/1.1"
     release = threading.Event()
@@ -79,13 +85,15 @@ class EventStream(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("X-Accel-Buffering", "no")
-        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
         self.end_headers()
-        event = b'{"Records":[]}\n'
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+        self.wfile.flush()
+        # the event comes later than the head, so nginx reads it on its own (not with the head)
+        time.sleep(0.3)
+        self.wfile.write(b'{"Records":[]}\n')
         self.wfile.flush()
         type(self).release.wait(timeout=30)
-        self.wfile.write(b"0\r\n\r\n")
+        self.close_connection = True
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
@@ -116,6 +124,65 @@ def test_an_event_stream_reaches_the_client_event_by_event_while_downloads_are_b
     assert first == b'{"Records":[]}\n' and rest == b""
     # the upstream holds the rest of the stream for up to 30 s: the event came through on its own
     assert waited < 5
+
+
+@dataclass
+class PipeLoggingProxy(LabProxy):
+    """The lab proxy writing its access log into a pipe, as it writes to /dev/stdout in its container."""
+
+    pipe: Path = Path("/nonexistent")
+
+    @property
+    def runtime(self) -> ProxyRuntime:
+        return dataclasses.replace(super().runtime, access_log=str(self.pipe))
+
+
+def test_the_buffered_access_log_keeps_one_whole_record_per_request_with_the_path_only(
+    stand_in: RecordingStandIn, tmp_path: Path
+) -> None:
+    stand_in.reset()
+    pipe = tmp_path / "stdout"
+    os.mkfifo(pipe)
+    received = bytearray()
+
+    def read_slowly() -> None:
+        # a reader slower than the writers keeps the pipe full, where a write larger than PIPE_BUF
+        # may be cut and interleaved with another worker's (POSIX allows it)
+        with pipe.open("rb", buffering=0) as stream:
+            while data := stream.read(2048):
+                received.extend(data)
+                time.sleep(0.001)
+
+    # nginx opens the pipe for writing at start-up, which waits for this reader
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
+    proxy = PipeLoggingProxy(tmp_path / "nginx", lab_stack(), all_upstreams_at(stand_in.endpoint), pipe=pipe)
+    clients, each = 8, 150
+
+    def requests_of(client: int) -> None:
+        connection = http.client.HTTPConnection(PROXY_ADDRESS, proxy.s3_port, timeout=30)
+        for number in range(each):
+            connection.request("GET", f"/lab-bucket/c{client}-{number}?X-Amz-Signature=not-for-the-log")
+            connection.getresponse().read()
+        connection.close()
+
+    try:
+        proxy.start()
+        # every worker writes at once, each batch of records in one write
+        threads = [threading.Thread(target=requests_of, args=(client,)) for client in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        proxy.stop()
+    reader.join(timeout=60)
+    lines = bytes(received).splitlines()
+    records = [json.loads(line) for line in lines]
+    paths = sorted(record["path"] for record in records if record["path"].startswith("/lab-bucket/c"))
+    assert paths == sorted(f"/lab-bucket/c{client}-{number}" for client in range(clients) for number in range(each))
+    assert all(record["status"] == 200 for record in records)
+    assert b"not-for-the-log" not in received
 
 
 def test_a_1_gib_upload_reaches_the_upstream_while_the_client_is_still_sending(proxy: LabProxy, stand_in: RecordingStandIn) -> None:
@@ -150,7 +217,7 @@ def test_a_1_gib_download_reaches_the_client_while_the_upstream_is_still_sending
     assert answer.status == 200 and answer.getheader("Content-Length") == str(GIB)
     first = answer.read(MIB)
     # the client holds back: nginx reads ahead into its memory buffers only, then the upstream waits
-    stand_in.download_finished.wait(timeout=1.0)
+    finished_while_client_paused = stand_in.download_finished.wait(timeout=1.0)
     sent_while_client_paused = stand_in.sent
     temp_files_during_download = proxy.open_temp_files()
     received = len(first)
@@ -160,7 +227,7 @@ def test_a_1_gib_download_reaches_the_client_while_the_upstream_is_still_sending
         received += len(piece)
     client.close()
     assert received == GIB
-    assert not stand_in.download_finished.is_set()
+    assert not finished_while_client_paused
     assert sent_while_client_paused < MIB + READ_AHEAD_BYTES
     assert temp_files_during_download == []
 

@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from infra.config import PROJECT, ConfigError, StackConfig, parse_stack_config, read_stack_file
+from infra.config.edge import size_in_bytes
 from infra.edge import ProxyUpstreams, edge_files, render_nginx_conf, throwaway_certificate
 from infra.networks import gateway_address, host_address
 from infra.secrets import SecretValues
@@ -75,12 +76,6 @@ def test_failover_retries_idempotent_requests_a_bounded_number_of_times() -> Non
     assert "non_idempotent" not in text
 
 
-def test_s3_listener_keeps_host_and_streams_without_buffering() -> None:
-    text = render_nginx_conf(parse_stack_config("dev", {}))
-    assert "proxy_set_header Host $http_host;" in text
-    assert "proxy_request_buffering off;" in text and "proxy_buffering off;" in text
-    assert "proxy_max_temp_file_size 0;" in text
-    assert "server_tokens off;" in text
 
 
 def test_tls_listeners_allow_tls12_and_tls13_only_and_send_hsts() -> None:
@@ -401,3 +396,109 @@ def test_the_stack_certificate_also_names_the_admin_listeners_loopback_address()
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == ["localhost"]
     assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+
+# ---- the S3 data path: streaming, memory only, and what one connection may hold ----------------
+
+
+def effective(block: Block, name: str) -> str:
+    """The value of `name` where `block` is, the closest level that writes it winning (nginx's inheritance)."""
+    for level in (block, *reversed(block.parents)):
+        if level.values(name):
+            return level.values(name)[-1]
+    raise AssertionError(f"{name} is not written in the rendered configuration: the memory bound counts only what it states")
+
+
+S3_LOCATIONS = [("s3", "/"), ("s3", "/minio/admin"), ("admin", "/")]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_s3_locations_stream_uploads_and_read_downloads_ahead_in_memory_only(stack: str) -> None:
+    config = shipped(stack)
+    blocks = nginx_blocks(render_nginx_conf(config))
+    for listener, path in S3_LOCATIONS:
+        block = location(config, blocks, listener, path)
+        assert block.values("proxy_set_header")[0] == "Host $http_host"
+        # uploads pass through as they arrive; downloads fill bounded memory buffers, never a file
+        assert effective(block, "proxy_request_buffering") == "off"
+        assert effective(block, "proxy_buffering") == "on"
+        assert effective(block, "proxy_max_temp_file_size") == "0"
+        assert effective(block, "proxy_http_version") == "1.1" and block.has('proxy_set_header Connection ""')
+    # the web listener's streams (console, Grafana, Keycloak) still relay byte for byte
+    assert effective(location(config, blocks, "web", "/minio-console/"), "proxy_buffering") == "off"
+    assert effective(location(config, blocks, "web", "/monitoring/grafana/"), "proxy_buffering") == "off"
+
+
+def test_every_s3_location_keeps_upstream_connections_alive() -> None:
+    config = parse_stack_config("dev", {})
+    blocks = nginx_blocks(render_nginx_conf(config))
+    [pool] = [b for b in blocks if b.kind == "upstream" and b.argument == "minio_s3"]
+    assert int(pool.values("keepalive")[0]) >= 64
+    for listener, path in S3_LOCATIONS:
+        assert location(config, blocks, listener, path).values("proxy_pass") == ["http://minio_s3"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_access_log_is_one_json_record_per_request_with_the_path_only_written_in_pipe_sized_batches(stack: str) -> None:
+    text = render_nginx_conf(shipped(stack))
+    [http] = [b for b in nginx_blocks(text) if b.kind == "http"]
+    [access_log] = http.values("access_log")
+    target, log_format, *options = access_log.split()
+    assert (target, log_format) == ("/dev/stdout", "json")
+    settings = dict(option.split("=", 1) for option in options)
+    # /dev/stdout is a pipe every worker writes to: a write of PIPE_BUF (4096) bytes or less
+    # arrives whole, so records never interleave mid-line
+    assert size_in_bytes(settings["buffer"]) <= 4096 and settings["flush"] == "1s"
+    declared = re.search(r"log_format json escape=json (.*?);\n", text, re.S)
+    assert declared is not None
+    fields = declared.group(1)
+    assert '"path":"$uri"' in fields
+    # presigned URLs carry usable signatures in their query strings
+    assert not re.search(r"\$(request_uri|args|query_string|arg_\w+|request)\b", fields)
+
+
+def worst_case_bytes_per_connection(config: StackConfig) -> int:
+    """Every buffer one S3 request may hold at once, read off the rendered configuration: its request
+    head (the first buffer and every large one), one body read, the response head and the buffers
+    downloads are read ahead into, and with TLS nginx's record buffer."""
+    blocks = nginx_blocks(render_nginx_conf(config))
+    s3 = location(config, blocks, "s3", "/")
+    large_count, large_size = effective(s3, "large_client_header_buffers").split()
+    total = size_in_bytes(effective(s3, "client_header_buffer_size")) + int(large_count) * size_in_bytes(large_size)
+    total += size_in_bytes(effective(s3, "client_body_buffer_size"))
+    total += size_in_bytes(effective(s3, "proxy_buffer_size"))
+    if effective(s3, "proxy_buffering") == "on":
+        count, each = effective(s3, "proxy_buffers").split()
+        total += int(count) * size_in_bytes(each)
+    if config.edge.tls_enabled(config.environment):
+        total += size_in_bytes(effective(s3, "ssl_buffer_size"))
+    # the admin listener and the web listener hold no more than the S3 listener
+    for listener, path in S3_LOCATIONS[1:] + [("web", "/minio-console/")]:
+        other = location(config, blocks, listener, path)
+        assert size_in_bytes(effective(other, "client_body_buffer_size")) <= size_in_bytes(effective(s3, "client_body_buffer_size"))
+        assert effective(other, "proxy_buffers") == effective(s3, "proxy_buffers") or effective(other, "proxy_buffering") == "off"
+    return total
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_memory_bound_in_the_readme_and_the_benchmark_document_is_what_the_rendered_configuration_allows(stack: str) -> None:
+    config = shipped(stack)
+    tls_kib = worst_case_bytes_per_connection(config) // 1024
+    plain = parse_stack_config(stack, {"edge": {"tls": {"mode": "off"}}})
+    plain_kib = worst_case_bytes_per_connection(plain) // 1024
+    [events] = [b for b in nginx_blocks(render_nginx_conf(config)) if b.kind == "events"]
+    connections = int(events.values("worker_connections")[0])
+    # a proxied request holds two of a worker's connections: the client's and the upstream's
+    per_worker_mib = connections // 2 * tls_kib // 1024
+    for document in (readme_section("Edge proxy"), (ROOT / "docs" / "proxy-performance.md").read_text()):
+        assert f"{tls_kib} KiB per connection" in document
+        assert f"{plain_kib} KiB without TLS" in document
+        assert f"worker_connections {connections}" in document
+        assert f"{per_worker_mib} MiB per worker process" in document

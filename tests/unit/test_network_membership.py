@@ -10,6 +10,10 @@ from tests.conftest import ROOT
 from tests.unit.pulumi_harness import deploy
 
 SEGMENT_COLUMNS = ("edge-net", "storage-net", "monitoring-net", "database-net")
+CONTAINER = "docker:index/container:Container"
+# the offsite mirror exists only with `replication` set: the stacks are checked with it, so every row of the table is
+REPLICATION = {"replication": {"target": "https://s3.offsite.example.com"}}
+TARGET_SECRETS = {"replicationTargetAccessKey": "offsite-access-key", "replicationTargetSecretKey": "offsite-secret-key"}
 
 
 def readme_membership() -> dict[str, set[str]]:
@@ -37,7 +41,7 @@ def expand(table: dict[str, set[str]], nodes: int) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_every_container_joins_exactly_the_segments_the_readme_lists(stack: str) -> None:
-    deployment = deploy(stack)
+    deployment = deploy(stack, overrides=REPLICATION, secrets=TARGET_SECRETS)
     prefix = deployment.outputs["name"]
     expected = expand(readme_membership(), deployment.outputs["layout"]["nodes"])
     actual = {
@@ -47,8 +51,11 @@ def test_every_container_joins_exactly_the_segments_the_readme_lists(stack: str)
     assert actual == expected
 
 
-def test_only_the_edge_proxy_is_on_the_network_that_publishes_ports() -> None:
-    assert [name for name, segments in readme_membership().items() if "edge-net" in segments] == ["edge-proxy"]
+def test_only_the_edge_proxy_publishes_ports_and_only_the_offsite_mirror_shares_its_network() -> None:
+    # edge-net is the one segment with a route out: the mirror needs one to reach its target
+    assert [name for name, segments in readme_membership().items() if "edge-net" in segments] == ["edge-proxy", "mirror"]
+    deployment = deploy("dev", overrides=REPLICATION, secrets=TARGET_SECRETS)
+    assert [container.name for container in deployment.of_type(CONTAINER) if container.inputs.get("ports")] == ["edge-proxy"]
 
 
 def test_the_served_certificate_is_exported_in_the_clear_for_clients_to_trust() -> None:
