@@ -41,6 +41,8 @@ BOOTSTRAP_POLICIES = ("consoleAdmin",)
 # Keycloak's own scopes, which it creates on import only when the realm file declares no client scope
 # (RealmManager): then every built-in client (account console, admin console) gets them as well
 CONSOLE_DEFAULT_SCOPES = ("basic", "profile", "email", "roles", "web-origins", "acr")
+# how long an authorization code stays valid (Keycloak's default accessCodeLifespan, stated in the realm)
+AUTHORIZATION_CODE_SECONDS = 60
 
 # Keycloak's image has bash but no HTTP client: a hand-written request over bash's /dev/tcp
 KEYCLOAK_READY_CHECK = (
@@ -151,9 +153,13 @@ def realm_context(config: StackConfig, secrets: SecretValues) -> dict[str, Any]:
         "realm": config.identity.realm,
         "display_name": f"MinIO platform ({config.name})",
         "password_policy": PASSWORD_POLICY,
-        # the console session lasts as long as the ID token (MinIO's STS credentials expire with it),
-        # and Keycloak never issues a token that outlives the SSO session
+        # the console session lasts as long as the ID token (MinIO's STS credentials expire with it).
+        # Keycloak cuts every token at the SSO session's end, and the code is exchanged up to a code
+        # lifespan after the login: the SSO session outlives the token by that much, or the token comes
+        # out seconds short (below MinIO's 900 s minimum at sessionMinutes 15)
         "session_seconds": config.identity.session_seconds,
+        "code_seconds": AUTHORIZATION_CODE_SECONDS,
+        "sso_session_seconds": config.identity.session_seconds + AUTHORIZATION_CODE_SECONDS,
         "client": {
             "id": CONSOLE_CLIENT_ID,
             "secret": secrets.minio_console_client_secret,

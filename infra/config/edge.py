@@ -18,6 +18,9 @@ DEFAULT_NGINX_IMAGE = NGINX.reference
 
 TlsMode = Literal["self-signed", "provided", "off"]
 
+# the proxy's stub_status listener for the exporter, on monitoring-net only and never published
+STATUS_PORT = 8081
+
 # Pulumi secrets only an operator can give (nothing can generate a trusted certificate)
 TLS_CERTIFICATE_KEY = "tlsCertificate"
 TLS_PRIVATE_KEY_KEY = "tlsPrivateKey"
@@ -173,6 +176,10 @@ class EdgeSettings(Settings):
         clashes = [f"{' and '.join(keys)} are both {port}" for port, keys in by_port.items() if len(keys) > 1]
         if clashes:
             raise ValueError("; ".join(clashes) + ": every published port must be different")
+        # the proxy listens on each published port inside its container too, beside its status listener
+        taken = [key for key, port in self.published_ports().items() if port == STATUS_PORT]
+        if taken:
+            raise ValueError(f"{taken[0]} {STATUS_PORT} is the proxy's internal status listener: choose another port")
         return self
 
     def tls_mode(self, environment: str) -> TlsMode:

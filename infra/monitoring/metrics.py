@@ -18,6 +18,7 @@ import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
 from infra.config import StackConfig
+from infra.config.edge import STATUS_PORT
 from infra.container import Attachment, ContainerSpec, Healthcheck
 from infra.identity import KEYCLOAK_MANAGEMENT_PORT
 from infra.monitoring.log_agent import deployed_agent
@@ -36,7 +37,7 @@ ALERTS_DIR = PROJECT_ROOT / "alerts"
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
 # the edge proxy's stub_status listener (templates/nginx/nginx.conf.j2), for the exporter only
-EDGE_STATUS_PORT = 8081
+EDGE_STATUS_PORT = STATUS_PORT
 NGINX_EXPORTER = "nginx-exporter"
 NGINX_EXPORTER_PORT = 9113
 

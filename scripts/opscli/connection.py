@@ -136,23 +136,27 @@ ENDPOINT_FORMS = "'https://host:port' (TLS) or 'http://host:port' (plain HTTP)"
 
 
 def normalise_url(value: str) -> str:
-    """'host:port' or 'http(s)://host[:port]' -> 'scheme://host:port' without a path (S3 is never under a path).
+    """'http(s)://host[:port]' -> 'scheme://host:port' without a path (S3 is never under a path).
 
-    A bare host (no scheme, no port) is refused: plain HTTP on port 80 is the proxy's web listener,
-    never its S3 API, so guessing would only fail later and less clearly.
+    An endpoint without a scheme is refused, naming the two forms: whether it speaks TLS is not
+    something to guess (plain HTTP to the TLS listener, or the reverse, only fails later and less clearly).
     """
     text = value.strip()
-    schemeless = "://" not in text
-    parts = urlsplit(f"http://{text}" if schemeless else text)
+    if "://" not in text:
+        parts = urlsplit(f"//{text}")
+        host = parts.hostname or text
+        try:
+            port = f":{parts.port}" if parts.port else ":PORT"
+        except ValueError:
+            port = ":PORT"
+        raise ConfigurationError(
+            f"endpoint {value!r} has no scheme: write 'https://{host}{port}' (TLS) or 'http://{host}{port}' (plain HTTP)"
+        )
+    parts = urlsplit(text)
     try:
-        port = parts.port
+        parts.port
     except ValueError:
         raise ConfigurationError(f"endpoint {value!r} has a port that is not a number from 1 to 65535; write {ENDPOINT_FORMS}") from None
-    if schemeless and parts.hostname and port is None:
-        raise ConfigurationError(
-            f"endpoint {value!r} has no scheme and no port: write 'https://{parts.hostname}:PORT' (TLS) "
-            f"or 'http://{parts.hostname}:PORT' (plain HTTP)"
-        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"endpoint {value!r} is not a URL: write {ENDPOINT_FORMS}")
     if parts.path not in ("", "/"):

@@ -25,9 +25,12 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.CONFIGURATION: "missing or invalid settings: connection, stack configuration, policy file",
     ExitCode.UNREACHABLE: "the S3 endpoint cannot be reached (network, TLS, not an S3 server)",
     ExitCode.ACCESS_DENIED: "bad credentials, or the credentials may not do this",
-    ExitCode.NOT_FOUND: "a bucket, backup, policy or account does not exist",
-    ExitCode.REFUSED: "refused to destroy data: non-empty bucket to prune, non-empty database without --force",
-    ExitCode.CHECKSUM_MISMATCH: "a backup's content does not match its recorded sha256; nothing was restored",
+    ExitCode.NOT_FOUND: "a bucket, backup, policy, account or configuration export does not exist (drill: a mirrored "
+    "object is missing on the target; purge: nothing matched)",
+    ExitCode.REFUSED: "refused to destroy data: non-empty bucket to prune, non-empty database without --force, "
+    "a file that exists already",
+    ExitCode.CHECKSUM_MISMATCH: "a backup's or configuration export's content does not match its recorded sha256; nothing "
+    "was restored or applied (drill: a mirrored object differs from its source)",
     ExitCode.TOOL_FAILED: "pg_dump or psql failed, PostgreSQL unreachable included (its last error lines are shown)",
 }
 

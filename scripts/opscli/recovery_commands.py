@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+from minio.helpers import check_bucket_name
 
 from opscli import configdoc, drill, iam, mirror, pgbackup, purge
 from opscli.catalogue import human_size
@@ -126,7 +129,8 @@ def add_parsers(command: CommandFactory, database_options: Callable[[argparse.Ar
 
 
 def _mirror_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("buckets", nargs="*", metavar="BUCKET", help="buckets to mirror (default: see above)")
+    parser.add_argument("buckets", nargs="*", metavar="BUCKET",
+                        help="buckets to mirror, each BUCKET (copied to PREFIX+BUCKET) or SOURCE:TARGET (default: see above)")
     _target_options(parser)
     parser.add_argument("--delete", action="store_true", help="remove from the target what was deleted here (on a versioned target: a delete marker)")
     parser.add_argument("--all-versions", action="store_true", help="also copy noncurrent versions, where both buckets are versioned")
@@ -182,14 +186,20 @@ def _bucket_pairs(ctx: Context, named: list[str] | None) -> list[tuple[str, str]
     if prefix is None:
         prefix = settings.bucket_prefix if settings else ""
     if named:
-        buckets = list(named)
+        # SOURCE:TARGET names the copy's bucket itself (':' is never part of a bucket name): copying back after a loss
+        pairs = [(name.split(":", 1)[0], name.split(":", 1)[1]) if ":" in name else (name, f"{prefix}{name}") for name in named]
     elif settings is not None:
-        buckets = settings.bucket_names(ctx.catalogue())
+        pairs = [(bucket, f"{prefix}{bucket}") for bucket in settings.bucket_names(ctx.catalogue())]
     elif ctx.args.stack:
-        buckets = sorted(ctx.catalogue())
+        pairs = [(bucket, f"{prefix}{bucket}") for bucket in sorted(ctx.catalogue())]
     else:
         raise ConfigurationError("name the buckets to mirror (BUCKET ...), or the stack whose replication settings or catalogue to use: --stack S")
-    return [(bucket, f"{prefix}{bucket}") for bucket in buckets]
+    for name in {name for pair in pairs for name in pair}:
+        try:
+            check_bucket_name(name, strict=True)
+        except ValueError:
+            raise ConfigurationError(f"{name!r} is not a bucket name (S3 naming rules: 3-63 lower-case letters, digits, '.' and '-')") from None
+    return pairs
 
 
 def _side(connection: Connection) -> mirror.Side:
@@ -420,11 +430,19 @@ def cmd_drill(ctx: Context) -> int:
 # -- purge ----------------------------------------------------------------------------------------
 
 
+def _audit_log(path: Path) -> IO[str]:
+    """Appended to; created readable by its owner only, since the keys it names may themselves be personal data."""
+    try:
+        return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a")
+    except OSError as error:
+        raise ConfigurationError(f"cannot open the audit log {path}: {error.strerror}") from None
+
+
 def cmd_purge(ctx: Context) -> int:
     args = ctx.args
     if not args.keys and not args.prefix:
         raise ConfigurationError("name the objects to purge (KEY ...) or a non-empty --prefix; a whole bucket is never purged by accident")
-    log: IO[str] | None = args.audit_log.open("a") if args.audit_log else None
+    log: IO[str] | None = _audit_log(args.audit_log) if args.audit_log else None
 
     def audit(line: str) -> None:
         ctx.out(line)

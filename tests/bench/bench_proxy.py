@@ -165,19 +165,78 @@ def rotated(routes: list[Route], round_number: int) -> list[Route]:
     return routes[shift:] + routes[:shift]
 
 
+# ---- what one run of one route measured, and the table of them -------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One run on one route: its rate, how much it moved, and what it cost everyone."""
+
+    rate: float
+    """MiB/s, or requests/s."""
+    units: float
+    """GiB moved, or thousands of requests: the CPU figures are per unit."""
+    seconds: float
+    cost: Cost
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+    @property
+    def path_cpu(self) -> float:
+        """CPU seconds per unit of everything on the path: client, proxy (if any) and origin."""
+        return (self.cost.client + self.cost.proxy + self.cost.origin) / self.units
+
+
+Samples = dict[tuple[str, str], list[Sample]]
+"""(route, workload) to one sample per round, rounds in order."""
+
+
+def paired(samples: Samples, workload: str, name: str, other: str, value: Callable[[Sample, Sample], float]) -> Spread:
+    return Spread.of([value(mine, theirs) for mine, theirs in zip(samples[(name, workload)], samples[(other, workload)])])
+
+
+def table(samples: Samples, names: list[str], workloads: list[str], unit: str, cpu_unit: str) -> list[str]:
+    """Every workload's figures: medians over the rounds, ratios taken round by round, (low-high)."""
+    peers = [name for name in names if name != "direct"]
+    mine = [name for name in peers if name != "reference"]
+    latency = any(samples[(names[0], workload)][0].p99_ms is not None for workload in workloads)
+    header = ["workload", f"{unit} " + " / ".join(names)]
+    header += [f"{name} / direct" for name in peers]
+    header += [f"{name} / reference" for name in mine if "reference" in names]
+    if latency:
+        header += ["p50 ms " + " / ".join(names), "p99 ms " + " / ".join(names), *(f"{name} added p99 ms" for name in mine)]
+    header += [f"proxy CPU s/{cpu_unit} " + " / ".join(peers), f"client / origin CPU s/{cpu_unit} (direct)"]
+    header += ["CPU-bound ceiling " + " / ".join(peers), "cores busy " + " / ".join(names)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for workload in workloads:
+        runs = {name: samples[(name, workload)] for name in names}
+        row = [workload, " / ".join(f"{Spread.of([r.rate for r in runs[name]]).median:.0f}" for name in names)]
+        row += [paired(samples, workload, name, "direct", lambda a, b: a.rate / b.rate).ratio() for name in peers]
+        row += [paired(samples, workload, name, "reference", lambda a, b: a.rate / b.rate).ratio() for name in mine if "reference" in names]
+        if latency:
+            row.append(" / ".join(f"{Spread.of([r.p50_ms or 0.0 for r in runs[name]]).median:.2f}" for name in names))
+            row.append(" / ".join(f"{Spread.of([r.p99_ms or 0.0 for r in runs[name]]).median:.2f}" for name in names))
+            row += [paired(samples, workload, name, "direct", lambda a, b: (a.p99_ms or 0.0) - (b.p99_ms or 0.0)).ratio() for name in mine]
+        row.append(" / ".join(f"{Spread.of([r.cost.proxy / r.units for r in runs[name]]).median:.4f}" for name in peers))
+        direct = runs["direct"]
+        row.append(
+            f"{Spread.of([r.cost.client / r.units for r in direct]).median:.4f} / {Spread.of([r.cost.origin / r.units for r in direct]).median:.4f}"
+        )
+        # when the cores are what limits both paths: direct's CPU per unit over the proxied path's
+        row.append(" / ".join(f"{paired(samples, workload, 'direct', name, lambda a, b: a.path_cpu / b.path_cpu).median:.2f}" for name in peers))
+        row.append(" / ".join(f"{Spread.of([r.path_cpu * r.units / r.seconds for r in runs[name]]).median:.2f}" for name in names) + f" of {CORES}")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
 # ---- large objects ------------------------------------------------------------------------------
 
 
-@dataclass
-class LargeResult:
-    transfers: dict[tuple[str, str], list[tuple[Transfer, Cost]]] = field(default_factory=dict)
-
-    def add(self, route: str, operation: str, measured: tuple[Transfer, Cost]) -> None:
-        self.transfers.setdefault((route, operation), []).append(measured)
-
-
-def large_rounds(routes: list[Route], origin_pids: Callable[[], list[int]], source: Path, rounds: int, operations: list[str]) -> LargeResult:
-    result = LargeResult()
+def large_rounds(
+    routes: list[Route], origin_pids: Callable[[], list[int]], source: Path, rounds: int, operations: list[str], listener: str
+) -> tuple[Samples, set[str]]:
+    samples: Samples = {}
+    ciphers: set[str] = set()
     size = source.stat().st_size
     for route in routes:  # warm-up: connections, page cache, nginx's first allocations
         curl_transfer(f"{route.base}/{BUCKET}/warm-up", source)
@@ -191,43 +250,12 @@ def large_rounds(routes: list[Route], origin_pids: Callable[[], list[int]], sour
                 assert isinstance(transfer, Transfer)
                 if transfer.status != 200 or transfer.bytes != size:
                     raise RuntimeError(f"{operation} {url}: status {transfer.status}, {transfer.bytes} of {size} bytes")
-                result.add(route.name, operation, (transfer, cost))
-    return result
-
-
-def mib_per_second(transfer: Transfer) -> float:
-    return transfer.bytes / MIB / transfer.seconds
-
-
-def large_table(result: LargeResult, routes: list[Route], listener: str, size: int, operations: list[str]) -> list[str]:
-    names = [route.name for route in routes]
-    peers = [name for name in names if name != "direct"]
-    header = ["workload", *(f"{name} MiB/s" for name in names), *(f"{name} / direct" for name in peers)]
-    if "reference" in names:
-        header += [f"{name} / reference" for name in peers if name != "reference"]
-    header += [f"{name} CPU s/GiB" for name in peers] + ["origin CPU s/GiB (direct)", "client CPU s/GiB (direct)", "cores busy (direct / ours)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for operation in sorted(operations, reverse=True):
-        runs = {name: result.transfers[(name, operation)] for name in names}
-        rates = {name: Spread.of([mib_per_second(t) for t, _ in runs[name]]) for name in names}
-        row = [f"{size / MIB:.0f} MiB {operation} ({listener})", *(f"{rates[name].median:.0f}" for name in names)]
-        for name in peers:
-            row.append(Spread.of([mib_per_second(t) / mib_per_second(d) for (t, _), (d, _) in zip(runs[name], runs["direct"])]).ratio())
-        if "reference" in names:
-            for name in peers:
-                if name != "reference":
-                    row.append(Spread.of([mib_per_second(t) / mib_per_second(r) for (t, _), (r, _) in zip(runs[name], runs["reference"])]).ratio())
-        for name in peers:
-            row.append(Spread.of([c.proxy / (t.bytes / GIB) for t, c in runs[name]]).ratio(3))
-        row.append(Spread.of([c.origin / (t.bytes / GIB) for t, c in runs["direct"]]).ratio(3))
-        row.append(Spread.of([c.client / (t.bytes / GIB) for t, c in runs["direct"]]).ratio(3))
-        busy = {name: Spread.of([(c.proxy + c.origin + c.client) / t.seconds for t, c in runs[name]]).median for name in ("direct", "ours")}
-        row.append(f"{busy['direct']:.2f} / {busy['ours']:.2f} of {CORES}")
-        lines.append("| " + " | ".join(row) + " |")
-    ciphers = sorted({t.cipher for runs in result.transfers.values() for t, _ in runs if t.cipher})
-    if ciphers:
-        lines.append(f"\nnegotiated (curl): {', '.join(ciphers)}")
-    return lines
+                if transfer.cipher:
+                    ciphers.add(transfer.cipher)
+                workload = f"{size / MIB:.0f} MiB {operation} ({listener})"
+                sample = Sample(transfer.bytes / MIB / transfer.seconds, transfer.bytes / GIB, transfer.seconds, cost)
+                samples.setdefault((route.name, workload), []).append(sample)
+    return samples, ciphers
 
 
 # ---- small objects ------------------------------------------------------------------------------
@@ -239,9 +267,9 @@ def threads_for(connections: int) -> int:
 
 def small_rounds(
     routes: list[Route], origin_pids: Callable[[], list[int]], script: Path, connections: list[int], rounds: int, seconds: float,
-    operations: list[str],
-) -> dict[tuple[str, str, int], list[tuple[WrkRun, Cost]]]:
-    runs: dict[tuple[str, str, int], list[tuple[WrkRun, Cost]]] = {}
+    operations: list[str], listener: str,
+) -> Samples:
+    samples: Samples = {}
     for route in routes:
         wrk(f"{route.base}/{BUCKET}/small.bin", 16, 2, 1.0)
         wrk(f"{route.base}/{BUCKET}/put.bin", 16, 2, 1.0, script)
@@ -257,44 +285,10 @@ def small_rounds(
                     assert isinstance(run, WrkRun)
                     if run.failures:
                         raise RuntimeError(f"wrk {operation} {target} -c{count}: {run.failures} failed requests")
-                    runs.setdefault((route.name, operation, count), []).append((run, cost))
-    return runs
-
-
-def small_table(
-    runs: dict[tuple[str, str, int], list[tuple[WrkRun, Cost]]], routes: list[Route], listener: str, connections: list[int], operations: list[str]
-) -> list[str]:
-    names = [route.name for route in routes]
-    peers = [name for name in names if name != "direct"]
-    header = ["workload", *(f"{name} req/s" for name in names), *(f"{name} / direct" for name in peers)]
-    if "reference" in names:
-        header += [f"{name} / reference" for name in peers if name != "reference"]
-    header += ["p50 ms " + " / ".join(names), "p99 ms " + " / ".join(names), *(f"{name} added p99 ms" for name in peers)]
-    header += [f"{name} CPU s/1000 req" for name in peers] + ["origin CPU s/1000 req (direct)", "client CPU s/1000 req (direct)", "cores busy (direct / ours)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for operation in operations:
-        for count in connections:
-            measured = {name: runs[(name, operation, count)] for name in names}
-            rates = {name: Spread.of([r.rate for r, _ in measured[name]]) for name in names}
-            row = [f"4 KiB {operation}, {count} conn. ({listener})", *(f"{rates[name].median:.0f}" for name in names)]
-            for name in peers:
-                row.append(Spread.of([r.rate / d.rate for (r, _), (d, _) in zip(measured[name], measured["direct"])]).ratio())
-            if "reference" in names:
-                for name in peers:
-                    if name != "reference":
-                        row.append(Spread.of([r.rate / f.rate for (r, _), (f, _) in zip(measured[name], measured["reference"])]).ratio())
-            row.append(" / ".join(f"{Spread.of([r.p50_ms for r, _ in measured[name]]).median:.2f}" for name in names))
-            row.append(" / ".join(f"{Spread.of([r.p99_ms for r, _ in measured[name]]).median:.2f}" for name in names))
-            for name in peers:
-                row.append(Spread.of([r.p99_ms - d.p99_ms for (r, _), (d, _) in zip(measured[name], measured["direct"])]).ratio())
-            for name in peers:
-                row.append(Spread.of([c.proxy / (r.requests / 1000) for r, c in measured[name]]).ratio(4))
-            row.append(Spread.of([c.origin / (r.requests / 1000) for r, c in measured["direct"]]).ratio(4))
-            row.append(Spread.of([c.client / (r.requests / 1000) for r, c in measured["direct"]]).ratio(4))
-            busy = {name: Spread.of([(c.proxy + c.origin + c.client) / r.seconds for r, c in measured[name]]).median for name in ("direct", "ours")}
-            row.append(f"{busy['direct']:.2f} / {busy['ours']:.2f} of {CORES}")
-            lines.append("| " + " | ".join(row) + " |")
-    return lines
+                    workload = f"4 KiB {operation}, {count} conn. ({listener})"
+                    sample = Sample(run.rate, run.requests / 1000, run.seconds, cost, run.p50_ms, run.p99_ms)
+                    samples.setdefault((route.name, workload), []).append(sample)
+    return samples
 
 
 def negotiated(address: str, port: int) -> str:
@@ -398,14 +392,9 @@ def main() -> int:
             sink = running.enter_context(started(ObjectSink(files, tls_files)))
             assert isinstance(sink, ObjectSink)
             large_routes = proxies(sink.endpoint, "large")
-            if "large" in workloads:
-                for listener in listeners:
-                    routes = list(large_routes[listener].values())
-                    result = large_rounds(routes, sink.pids, source, args.rounds, operations)
-                    report += ["", f"### Large objects, {listener} listener, median (range) of {args.rounds} rounds", ""]
-                    report += large_table(result, routes, listener, size, operations)
             if "memory" in workloads:
-                report += ["", f"### Resident memory of our nginx (master and workers) over {args.memory_gib:g} GiB", ""]
+                # first, on proxies that have moved nothing yet: the growth is what one transfer holds
+                report += ["", f"### Resident memory of our nginx (master and workers) over {args.memory_gib:g} GiB, from start-up", ""]
                 report += ["| listener | transfer | before MiB | peak MiB | growth MiB |", "|---|---|---|---|---|"]
                 for listener in listeners:
                     ours_route = large_routes[listener]["ours"]
@@ -416,15 +405,23 @@ def main() -> int:
                         )
                         assert isinstance(transfer, Transfer) and transfer.status == 200 and transfer.bytes == memory_size
                         report.append(f"| {listener} | {operation} | {before / 1024:.1f} | {peak / 1024:.1f} | {(peak - before) / 1024:.1f} |")
+            if "large" in workloads:
+                for listener in listeners:
+                    routes = list(large_routes[listener].values())
+                    samples, ciphers = large_rounds(routes, sink.pids, source, args.rounds, operations, listener)
+                    report += ["", f"### Large objects, {listener} listener, median (range) of {args.rounds} rounds", ""]
+                    report += table(samples, [r.name for r in routes], sorted({w for _, w in samples}, reverse=True), "MiB/s", "GiB")
+                    if ciphers:
+                        report.append(f"\nnegotiated (curl): {', '.join(sorted(ciphers))}")
         if "small" in workloads:
             origin = running.enter_context(started(NginxOrigin(root / "origin", www, tls_files, edge_ssl_settings())))
             assert isinstance(origin, NginxOrigin)
             small_routes = proxies(origin.endpoint, "small")
             for listener in listeners:
                 routes = list(small_routes[listener].values())
-                runs = small_rounds(routes, origin.pids, script, connections, args.rounds, args.duration, operations)
+                samples = small_rounds(routes, origin.pids, script, connections, args.rounds, args.duration, operations, listener)
                 report += ["", f"### Small objects, {listener} listener, {args.duration:g} s wrk runs, median (range) of {args.rounds} rounds", ""]
-                report += small_table(runs, routes, listener, connections, operations)
+                report += table(samples, [r.name for r in routes], list(dict.fromkeys(w for _, w in samples)), "req/s", "1000 req")
                 if listener == "tls":
                     report.append(f"\nnegotiated with the origin (direct): {negotiated(ORIGIN_ADDRESS, origin.tls_port)}")
         report.append(f"\nload average {os.getloadavg()[0]:.1f} at the end")

@@ -152,10 +152,11 @@ def test_console_session_length_is_one_setting_for_the_realm_and_minio(
 ) -> None:
     config = stack("staging", identity=settings)
     realm, env = realm_of(config), minio_env(config)
-    # the console session ends with the ID token (MinIO's STS credentials expire with it), and Keycloak
-    # caps every token at the SSO session's end
+    # the console session ends with the ID token (MinIO's STS credentials expire with it); Keycloak cuts
+    # every token at the SSO session's end, so that outlives the token by the code's lifespan
     assert console_client(realm)["attributes"]["access.token.lifespan"] == str(seconds)
-    assert realm["ssoSessionIdleTimeout"] == realm["ssoSessionMaxLifespan"] == seconds
+    assert realm["ssoSessionIdleTimeout"] == realm["ssoSessionMaxLifespan"] == seconds + realm["accessCodeLifespan"]
+    assert realm["accessCodeLifespan"] == 60
     assert env["MINIO_BROWSER_SESSION_DURATION"] == duration
 
 

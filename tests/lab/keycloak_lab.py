@@ -324,6 +324,17 @@ def running_keycloak(root: Path, config: StackConfig, secrets: SecretValues, dat
         keycloak.stop()
 
 
+@contextlib.contextmanager
+def lab_folder(prefix: str) -> Iterator[Path]:
+    """A folder of its own for the module's servers: pytest's numbered temporary folders are pruned by
+    any other pytest run on the machine, and a Keycloak start outlasts a few of those."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> int:
     """Fetch the pinned version's distribution into the cache (the test command's Maven step)."""
     version = pinned_version()

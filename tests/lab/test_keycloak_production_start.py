@@ -21,6 +21,7 @@ from tests.lab.keycloak_lab import (
     POSTGRES_ADDRESS,
     LabKeycloak,
     create_keycloak_database,
+    lab_folder,
     running_keycloak,
 )
 from tests.lab.ops_servers import postgres_server
@@ -38,20 +39,24 @@ def prod_lab_stack() -> StackConfig:
 
 
 @pytest.fixture(scope="module")
-def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabKeycloak, LabProxy]]:
+def production() -> Iterator[tuple[LabKeycloak, LabProxy]]:
     config = prod_lab_stack()
     values = replace(SecretValues.throwaway(), keycloak_admin_password="prod-lab-admin-password")
     with pytest.MonkeyPatch.context() as environment:
         # requests lets these override a session's own `verify`, and so the lab certificate
         for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
             environment.delenv(name, raising=False)
-        with postgres_server(POSTGRES_ADDRESS) as database, recording_stand_in(WEB_STAND_IN_ADDRESS) as console:
+        with lab_folder("keycloak-prod-") as root, postgres_server(POSTGRES_ADDRESS) as database, recording_stand_in(
+            WEB_STAND_IN_ADDRESS
+        ) as console:
             create_keycloak_database(database)
-            with running_keycloak(tmp_path_factory.mktemp("keycloak-prod"), config, values, database) as keycloak:
+            (root / "keycloak").mkdir()
+            (root / "nginx").mkdir()
+            with running_keycloak(root / "keycloak", config, values, database) as keycloak:
                 upstreams = ProxyUpstreams(
                     s3=(console.endpoint,), console=(console.endpoint,), keycloak=keycloak.endpoint, grafana=console.endpoint
                 )
-                with running_proxy(tmp_path_factory.mktemp("nginx-prod"), config, upstreams) as proxy:
+                with running_proxy(root / "nginx", config, upstreams) as proxy:
                     yield keycloak, proxy
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets as random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -32,7 +33,7 @@ from infra.identity import (
 )
 from infra.secrets import SecretValues
 from tests.conftest import require_tool
-from tests.lab.keycloak_lab import POSTGRES_ADDRESS, LabKeycloak, create_keycloak_database, running_keycloak
+from tests.lab.keycloak_lab import POSTGRES_ADDRESS, LabKeycloak, create_keycloak_database, lab_folder, running_keycloak
 from tests.lab.ops_servers import postgres_server
 from tests.lab.proxy_lab import WEB_STAND_IN_ADDRESS, LabProxy, RecordingStandIn, lab_stack, recording_stand_in, running_proxy
 from tests.smoke.stack import StackOutputs, login_form_action, parse_layout, pkce_pair, unverified_claims
@@ -107,24 +108,28 @@ def lab_secrets() -> SecretValues:
 
 
 @pytest.fixture(scope="module")
-def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SsoLab]:
+def sso() -> Iterator[SsoLab]:
     config = lab_stack(tls=True)
     values = lab_secrets()
     with pytest.MonkeyPatch.context() as environment:
         # requests lets these override a session's own `verify`, and so the lab certificate
         for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
             environment.delenv(name, raising=False)
-        yield from _running_lab(tmp_path_factory, config, values)
+        yield from _running_lab(config, values)
 
 
-def _running_lab(tmp_path_factory: pytest.TempPathFactory, config: StackConfig, values: SecretValues) -> Iterator[SsoLab]:
-    with postgres_server(POSTGRES_ADDRESS) as database, recording_stand_in(WEB_STAND_IN_ADDRESS) as console:
+def _running_lab(config: StackConfig, values: SecretValues) -> Iterator[SsoLab]:
+    with lab_folder("keycloak-sso-") as root, postgres_server(POSTGRES_ADDRESS) as database, recording_stand_in(
+        WEB_STAND_IN_ADDRESS
+    ) as console:
         create_keycloak_database(database)
-        with running_keycloak(tmp_path_factory.mktemp("keycloak"), config, values, database) as keycloak:
+        (root / "keycloak").mkdir()
+        (root / "nginx").mkdir()
+        with running_keycloak(root / "keycloak", config, values, database) as keycloak:
             upstreams = ProxyUpstreams(
                 s3=(console.endpoint,), console=(console.endpoint,), keycloak=keycloak.endpoint, grafana=console.endpoint
             )
-            with running_proxy(tmp_path_factory.mktemp("nginx"), config, upstreams) as proxy:
+            with running_proxy(root / "nginx", config, upstreams) as proxy:
                 yield SsoLab(config, values, keycloak, proxy, console)
 
 
@@ -213,7 +218,8 @@ def test_realm_imports_the_console_client_its_policy_mapper_and_the_bootstrap_us
 
     realm = sso.keycloak.admin("GET", "").json()
     assert realm["passwordPolicy"] == declared["passwordPolicy"]
-    assert realm["ssoSessionIdleTimeout"] == realm["ssoSessionMaxLifespan"] == sso.config.identity.session_seconds
+    assert realm["ssoSessionIdleTimeout"] == realm["ssoSessionMaxLifespan"] == declared["ssoSessionMaxLifespan"]
+    assert realm["accessCodeLifespan"] == declared["accessCodeLifespan"]
 
 
 @pytest.mark.parametrize("client_id", BUILT_IN_CLIENTS)
@@ -276,12 +282,14 @@ def test_bootstrap_user_logs_in_as_the_smoke_suite_does_and_the_id_token_carries
     audience = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
     assert CONSOLE_CLIENT_ID in audience and claims["azp"] == CONSOLE_CLIENT_ID
     assert claims["iss"] == sso.issuer and claims["preferred_username"] == sso.config.identity.bootstrap_username
-    # the console session lasts as long as this token
+    # the console session lasts as long as this token: not cut short by the SSO session it was issued in
     assert claims["exp"] - claims["iat"] == sso.config.identity.session_seconds
 
 
 def test_minios_scopes_are_granted_and_the_session_length_reaches_the_token_answer(sso: SsoLab) -> None:
     code, verifier, redirect = authorization_code(sso, scope=" ".join(MINIO_SCOPES))
+    # a console exchanging the code a moment after the login: the token must still get the whole length
+    time.sleep(2)
     tokens = exchange(sso, code, verifier, redirect, **console_credentials(sso))
     assert tokens.status_code == 200, tokens.text
     answer = tokens.json()

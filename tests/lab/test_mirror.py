@@ -29,13 +29,14 @@ pytestmark = pytest.mark.lab
 MIB = 1 << 20
 
 
-@pytest.fixture(scope="module")
+# a pair of servers per test: the stand-in gives each bucket its own volumes and runs out after five
+@pytest.fixture
 def source() -> Iterator[S3StandIn]:
     with seaweedfs_s3("127.0.5.40") as server:
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def target() -> Iterator[S3StandIn]:
     with seaweedfs_s3("127.0.5.41") as server:
         yield server
@@ -258,3 +259,21 @@ def test_target_failures_are_one_sentence_naming_the_target(source: S3StandIn, t
 
     assert bad_key.returncode == 5 and target.url in bad_key.stderr and bad_key.stderr.count("\n") == 1
     assert no_target.returncode == 3 and "OPS_TARGET_SECRET_KEY" in no_target.stderr
+
+
+def test_the_copy_is_mirrored_back_into_a_named_bucket_after_a_loss(source: S3StandIn, target: S3StandIn) -> None:
+    here, there = source.client(), target.client()
+    here.make_bucket("m-back")
+    here.put_object("m-back", "ledger.csv", io.BytesIO(b"1,2,3\n"), 6)
+    assert run_ops(["mirror", "m-back", "--target-bucket-prefix", "off-"], both(source, target)).returncode == 0
+
+    # the roles swapped: the offsite copy is the source, the rebuilt cluster the target
+    swapped = {**target.environ(), "OPS_TARGET_ENDPOINT": source.url, "OPS_TARGET_ACCESS_KEY": source.access_key,
+               "OPS_TARGET_SECRET_KEY": source.secret_key}
+    back = run_ops(["mirror", "off-m-back:m-back-restored"], swapped)
+
+    assert back.returncode == 0, back.stderr
+    assert here.get_object("m-back-restored", "ledger.csv").read() == b"1,2,3\n"
+    assert there.bucket_exists("off-m-back")
+    bad = run_ops(["mirror", "Not_A_Bucket"], both(source, target))
+    assert bad.returncode == 3 and "not a bucket name" in bad.stderr

@@ -173,6 +173,14 @@ def test_everything_else_under_auth_answers_404_without_reaching_keycloak(
     assert stand_ins["keycloak"].requests == []
 
 
+def test_grafanas_unauthenticated_metrics_stay_inside_the_stack(
+    proxy: LabProxy, stand_ins: dict[str, RecordingStandIn]
+) -> None:
+    assert request_from(OUTSIDE_CLIENT_ADDRESS, proxy.url("web", "/monitoring/grafana/metrics")).status == 404
+    assert request_from(OUTSIDE_CLIENT_ADDRESS, proxy.url("web", "/monitoring/grafana/api/health")).status == 200
+    assert paths_seen(stand_ins["grafana"]) == ["/monitoring/grafana/api/health"]
+
+
 # ---- headers -------------------------------------------------------------------------------------
 
 SECURITY_HEADERS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def test_purge_leaves_no_version_or_delete_marker_and_writes_one_audit_line_per_
     ]
     assert all(r["reason"] == "request 2026-118" and r["by"] == cluster.access_key and r["bucket"] == "p-users" for r in records)
     assert [json.loads(line.split("audit ", 1)[1]) for line in audit_log.read_text().splitlines()] == records
+    assert stat.S_IMODE(audit_log.stat().st_mode) == 0o600, "the keys it names may be personal data"
 
 
 def test_a_dry_run_lists_what_would_go_and_removes_nothing(cluster: S3StandIn) -> None:

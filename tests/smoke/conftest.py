@@ -38,7 +38,9 @@ from tests.smoke.stack import (
 
 SMOKE_DIR = Path(__file__).resolve().parent
 # health first, then data, identity and logs; the checks that stop nodes last
-ORDER = ("test_health", "test_data_path", "test_identity", "test_monitoring", "test_failover", "test_alerts")
+ORDER = (
+    "test_health", "test_data_path", "test_identity", "test_console_browser", "test_monitoring", "test_failover", "test_alerts"
+)
 DEPLOYMENT_KEY = pytest.StashKey[StackOutputs | None]()
 
 

@@ -197,20 +197,22 @@ def test_a_missing_ca_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert line.startswith(f"error: --ca-file {missing}: no such file")
 
 
-def test_an_endpoint_without_scheme_or_port_is_refused_naming_the_two_forms(capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_endpoint_without_a_scheme_is_refused_naming_the_two_forms(capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["list-buckets", "--endpoint", "storage.example.com"], {**CREDENTIALS})
     assert code == ExitCode.CONFIGURATION
     assert capsys.readouterr().err.splitlines() == [
-        "error: endpoint 'storage.example.com' has no scheme and no port: write 'https://storage.example.com:PORT' (TLS) "
+        "error: endpoint 'storage.example.com' has no scheme: write 'https://storage.example.com:PORT' (TLS) "
         "or 'http://storage.example.com:PORT' (plain HTTP)"
     ]
+    assert cli.main(["list-buckets", "--endpoint", "storage.example.com:9443"], {**CREDENTIALS}) == ExitCode.CONFIGURATION
+    assert "write 'https://storage.example.com:9443' (TLS) or 'http://storage.example.com:9443'" in capsys.readouterr().err
 
 
 def test_plain_http_to_a_tls_port_suggests_https(https_but_not_s3: str, capsys: pytest.CaptureFixture[str]) -> None:
-    plain = https_but_not_s3.replace("https://", "")
-    code = cli.main(["list-buckets", "--endpoint", plain], {**CREDENTIALS})
+    netloc = https_but_not_s3.removeprefix("https://")
+    code = cli.main(["list-buckets", "--endpoint", f"http://{netloc}"], {**CREDENTIALS})
     assert code == ExitCode.UNREACHABLE
-    assert capsys.readouterr().err.rstrip().endswith(f"if that port speaks TLS, write https://{plain}")
+    assert capsys.readouterr().err.rstrip().endswith(f"if that port speaks TLS, write https://{netloc}")
 
 
 def test_ops_names_the_real_stacks_for_an_unknown_one(capsys: pytest.CaptureFixture[str]) -> None:

@@ -177,4 +177,5 @@ def test_minio_and_the_realm_share_the_session_length(deployment: Deployment) ->
     realm = json.loads(container(deployment, "keycloak").uploads()["/opt/keycloak/data/import/realm.json"])
     [client] = realm["clients"]
     assert "MINIO_BROWSER_SESSION_DURATION=60m" in config_env.splitlines()
-    assert client["attributes"]["access.token.lifespan"] == str(60 * 60) == str(realm["ssoSessionMaxLifespan"])
+    assert client["attributes"]["access.token.lifespan"] == str(60 * 60)
+    assert realm["ssoSessionMaxLifespan"] == 60 * 60 + realm["accessCodeLifespan"]

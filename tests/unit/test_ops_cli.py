@@ -87,7 +87,7 @@ def test_connection_settings_come_from_flags_then_environment_then_stack_outputs
     from_outputs = resolve_connection(endpoint=None, access_key=None, outputs=outputs, environ={})
     from_env = resolve_connection(endpoint=None, access_key=None, outputs=outputs,
                                   environ={"OPS_ENDPOINT": "http://env:9000", "OPS_ACCESS_KEY": "env-key", "OPS_SECRET_KEY": "env-secret"})
-    from_flags = resolve_connection(endpoint="flag-host:9000", access_key="flag-key", outputs=outputs, environ={"OPS_ACCESS_KEY": "env-key"})
+    from_flags = resolve_connection(endpoint="http://flag-host:9000", access_key="flag-key", outputs=outputs, environ={"OPS_ACCESS_KEY": "env-key"})
 
     # from the outputs the CLI is ops-admin, never root (whose credentials the outputs also hold)
     assert (from_outputs.url, from_outputs.access_key, from_outputs.secret_key, from_outputs.secure) == (
@@ -150,8 +150,16 @@ def test_an_unreachable_admin_listener_is_named_not_the_s3_endpoint() -> None:
     assert "cannot reach http://127.0.0.1:1 to install IAM policies" in unreachable.value.sentence
 
 
+def test_an_endpoint_without_a_scheme_is_refused_naming_the_two_forms_it_accepts() -> None:
+    with pytest.raises(OpsError) as refused:
+        normalise_url("minio1:9000")
+    assert refused.value.sentence == (
+        "endpoint 'minio1:9000' has no scheme: write 'https://minio1:9000' (TLS) or 'http://minio1:9000' (plain HTTP)"
+    )
+
+
 def test_endpoints_under_a_path_are_refused_because_sigv4_signs_the_path() -> None:
-    assert normalise_url("minio1:9000") == "http://minio1:9000"
+    assert normalise_url("http://minio1:9000") == "http://minio1:9000"
     assert normalise_url("https://s3.example.com/") == "https://s3.example.com"
     with pytest.raises(OpsError, match="must be served at the root"):
         normalise_url("https://example.com/storage")

@@ -97,7 +97,9 @@ def test_smoke_suite_runs_health_first_and_the_checks_that_stop_nodes_last() -> 
     for line in result.stdout.splitlines():
         if "::" in line and (module := Path(line.split("::")[0]).stem) not in modules:
             modules.append(module)
-    assert modules == ["test_health", "test_data_path", "test_identity", "test_monitoring", "test_failover", "test_alerts"]
+    assert modules == [
+        "test_health", "test_data_path", "test_identity", "test_console_browser", "test_monitoring", "test_failover", "test_alerts"
+    ]
 
 
 def test_outputs_read_without_show_secrets_stop_the_run_saying_so(tmp_path: Path) -> None:

@@ -223,3 +223,8 @@ def test_an_unknown_stack_names_the_stacks_there_are_shipped_ones_first(tmp_path
 
 def test_a_single_problem_is_one_line() -> None:
     assert "\n" not in str(ConfigError("dev", ["storage.nodes: too few"]))
+
+
+def test_a_published_port_cannot_be_the_proxys_internal_status_listener() -> None:
+    problem = only_problem({"edge": {"httpPort": 8081}})
+    assert problem == "edge: httpPort 8081 is the proxy's internal status listener: choose another port"
