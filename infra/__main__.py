@@ -2,7 +2,7 @@
 but `preflight`, which reads the Docker host.
 
     scripts/infra validate --stack prod                 # everything the deploy checks before it changes anything
-    scripts/infra plan --stack dev [--json]             # what a deploy would create: containers, ports, volumes, memory, quorum
+    scripts/infra plan --stack dev [--json] [--deployed F] # what a deploy would create: containers, ports, volumes, memory, quorum
     scripts/infra render --stack dev --out build/dev    # every file the stack's containers receive, into a new or empty folder
     scripts/infra sizing                                # host memory and disk for every stack (the README's table)
     scripts/infra preflight --stack dev                 # check the Docker host a deploy would target
@@ -12,7 +12,8 @@ but `preflight`, which reads the Docker host.
 problem on the host, or the program failed when run offline; 2 a bad input (unknown stack,
 unreadable stack file, invalid configuration, output folder), said in one line per problem;
 3 (validate) valid but for the inputs only the operator can give (prod's public host, certificate
-and key), which scripts/deploy then asks for once the stack exists.
+and key; the mirror target's keys with `replication`), which scripts/deploy then asks for once the
+stack exists.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def validate(args: argparse.Namespace) -> int:
         print(f"error: stack {args.stack!r}: the program fails when run offline: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     # what infra/program.py load_config refuses before any resource: only the operator can give these
-    missing = config.edge.missing_operator_inputs(config.environment, supplied)
+    missing = config.missing_operator_inputs(supplied)
     if missing:
         print(f"error: {ConfigError(args.stack, missing)}", file=sys.stderr)
         return EXIT_OPERATOR_INPUTS_MISSING
@@ -119,7 +120,8 @@ def plan_command(args: argparse.Namespace) -> int:
     from infra.plan import plan
 
     _config(args.stack, args.config_file)  # its warnings, before the plan
-    result = plan(args.stack, args.config_file)
+    deployed = _read_json_object(args.deployed) if args.deployed else None
+    result = plan(args.stack, args.config_file, deployed)
     print(json.dumps(result.as_dict(), indent=2) if args.json else "\n".join(result.lines()))
     return 0
 
@@ -213,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--out", type=Path, required=True, help="output folder: new or empty")
         if name == "plan":
             command.add_argument("--json", action="store_true", help="machine-readable output")
+            command.add_argument(
+                "--deployed", help="JSON of `pulumi stack output --json --stack S` ('-': stdin): compare with what is deployed"
+            )
         if name == "preflight":
             command.add_argument("--timeout", type=float, default=20.0, help="seconds each docker call may take (default: 20)")
         if name == "summary":

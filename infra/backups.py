@@ -20,7 +20,6 @@ import pulumi
 import pulumi_docker as docker
 
 from infra.config import StackConfig
-from infra.config.replication import TARGET_SECRET_KEYS, ReplicationSettings
 from infra.container import Attachment, ContainerSpec, Healthcheck
 from infra.identity import POSTGRES_DATABASE, POSTGRES_PORT, POSTGRES_USER, postgres_user
 from infra.rendering import RenderedFile
@@ -195,10 +194,6 @@ class ScheduledMirrorArgs(TierArgs):
 
 class ScheduledMirror(Tier):
     def __init__(self, name: str, args: ScheduledMirrorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        missing = ReplicationSettings.missing_operator_inputs(_supplied_secrets())
-        if missing:
-            # before any resource of this tier; `scripts/infra validate` (run by scripts/deploy) stops here too
-            raise pulumi.RunError("replication needs the target's credentials: " + "; ".join(missing))
         super().__init__("minio-platform:operations:ScheduledMirror", name, args, opts)
         config, segments, replication = self.config, self.stack.segments, self.config.replication
         assert replication is not None, "the program adds the mirror only when replication is set"
@@ -218,9 +213,3 @@ class ScheduledMirror(Tier):
             )
         )
         self.register_outputs({"mirror": container.name})
-
-
-def _supplied_secrets() -> set[str]:
-    """The target credentials the stack sets (as secrets: a plain one is refused before this, by split_config)."""
-    config = pulumi.Config()
-    return {key for key in TARGET_SECRET_KEYS if config.get_secret(key) is not None}

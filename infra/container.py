@@ -104,17 +104,28 @@ def pinned_image(resource_name: str, reference: str, parent: pulumi.Resource) ->
 
 
 def data_volume(
-    name: str, service: str, config: StackConfig, naming: Naming, parent: pulumi.Resource, **labels: str
+    name: str,
+    service: str,
+    config: StackConfig,
+    naming: Naming,
+    parent: pulumi.Resource,
+    device: str | None = None,
+    **labels: str,
 ) -> docker.Volume:
     """A named volume for data that outlives every update: its name depends only on the stack and `name`.
 
     With `keepDataOnDestroy` (prod by default) it is also protected and left on the host by a destroy.
+    With a `device` (a host directory), the local driver bind-mounts that directory instead of keeping
+    the data under Docker's data root (`type=none,o=bind`: the directory must exist when a container
+    mounts the volume, and removing the volume leaves its files in place).
     """
     keep = config.keep_data_on_destroy
     return docker.Volume(
         name,
         name=naming.of(name),
         labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in naming.labels(service, **labels).items()],
+        driver="local" if device else None,
+        driver_opts={"type": "none", "o": "bind", "device": device} if device else None,
         opts=pulumi.ResourceOptions(parent=parent, protect=keep, retain_on_delete=keep),
     )
 

@@ -53,7 +53,7 @@ class ProxyUpstreams:
     @classmethod
     def of_stack(cls, config: StackConfig) -> ProxyUpstreams:
         storage, monitoring = config.networks.storage.subnet, config.networks.monitoring.subnet
-        nodes = [host_address(storage, "minio", index) for index in range(1, config.storage.nodes + 1)]
+        nodes = [host_address(storage, "minio", index) for index in range(1, config.storage.total_nodes + 1)]
         return cls(
             s3=tuple(f"{node}:{API_PORT}" for node in nodes),
             console=tuple(f"{node}:{CONSOLE_PORT}" for node in nodes),
@@ -111,10 +111,14 @@ class ProxyBuffers:
     body: str = "1m"
     """client_body_buffer_size: each read of an upload, passed on as it arrives."""
     response: str = "256k"
-    """proxy_buffer_size, and the size of each response buffer."""
+    """The size of each response buffer, and proxy_buffer_size where responses are relayed unbuffered."""
+    head: str = "16k"
+    """proxy_buffer_size on the S3 listeners, where downloads are read ahead: the answer's head (and the
+    first bytes of its body). No slower than 256k (docs/proxy-performance.md), and 240 KiB less per
+    connection."""
     response_buffers: int = 8
     """proxy_buffers on the S3 listeners: how far nginx may read a download ahead of the client, in
-    memory only (2 MiB by default: a quarter less CPU per GiB than relaying through the one
+    memory only (2 MiB by default: 30% less CPU per GiB than relaying through the one
     proxy_buffer_size buffer, and no less than 4 MiB or 8 MiB gave; docs/proxy-performance.md); 0
     relays it through that one buffer (proxy_buffering off)."""
 
@@ -124,6 +128,7 @@ class ProxyBuffers:
             "body": self.body,
             "response": self.response,
             "response_buffers": self.response_buffers,
+            "head": self.head,
             # nginx's default of two buffers on their way to the client, within its limit of all but one
             "busy": nginx_size(max(1, min(2, self.response_buffers - 1)) * response),
         }

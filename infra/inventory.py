@@ -119,7 +119,15 @@ class RecordingMonitor(MockMonitor):
 
 
 class PlatformMocks(pulumi.runtime.Mocks):
-    """Computed outputs the program reads; everything else echoes the inputs."""
+    """Computed outputs the program reads; everything else echoes the inputs.
+
+    `previous` plays the stack's last update: the outputs the engine's builtin provider would answer
+    `pulumi:pulumi:readStackOutputs` with for this stack ({} for one never updated).
+    """
+
+    def __init__(self, previous: Mapping[str, Any] | None = None) -> None:
+        self.previous = dict(previous or {})
+        self.stack_reads: list[str] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
@@ -139,8 +147,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state["certPem"] = f"-----BEGIN CERTIFICATE-----\n{digest}\n-----END CERTIFICATE-----\n"
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        if args.token == "pulumi:pulumi:readStackOutputs":
+            self.stack_reads.append(args.args["name"])
+            return {"name": args.args["name"], "outputs": self.previous, "secretOutputNames": []}, []
+        return {}, []
 
 
 @dataclass
@@ -175,7 +186,10 @@ def run_program(
     logger = logging.getLogger(f"{__name__}.program")
     logger.propagate = False
     logger.handlers = [_WarningCollector(run.warnings)]
-    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
+    # the local backend's organization, as the engine passes it to the language host
+    pulumi.runtime.set_mocks(
+        monitor.mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor, organization="organization"
+    )
     pulumi.runtime.set_all_config(dict(config), secret_keys=list(secret_keys))
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
@@ -268,6 +282,8 @@ class VolumeEntry:
     name: str
     retained: bool
     """Protected and left on the host by `pulumi destroy`."""
+    device: str | None = None
+    """The host directory the volume binds (storage.drivePaths), None when Docker keeps its data."""
 
 
 @dataclass(frozen=True, order=True)
@@ -353,7 +369,13 @@ def inventory_of(stack: str, registrations: list[Registration], assumed: Collect
                 if r.type == NETWORK
             )
         ),
-        volumes=tuple(sorted(VolumeEntry(r.inputs["name"], r.retain_on_delete) for r in registrations if r.type == VOLUME)),
+        volumes=tuple(
+            sorted(
+                VolumeEntry(r.inputs["name"], r.retain_on_delete, (r.inputs.get("driverOpts") or {}).get("device"))
+                for r in registrations
+                if r.type == VOLUME
+            )
+        ),
         images=tuple(sorted({ImageEntry(r.inputs["name"], "build" in r.inputs) for r in registrations if r.type == REMOTE_IMAGE})),
         assumed=tuple(assumed),
     )
@@ -395,14 +417,14 @@ def offline_run(stack: str, config_file: Path | None = None) -> OfflineRun:
         if namespace == PROJECT:
             secrets[key] = throwaway_tls_secrets()[key] if key in PROVIDED_TLS_KEYS else throwaway[key]
     assumed = []
-    for problem in config.edge.missing_operator_inputs(config.environment, set(secrets)):
+    for problem in config.missing_operator_inputs(set(secrets)):
         key = problem.split(":", 1)[0]
         assumed.append(key)
         if key == "edge.publicHost":
             edge = json.loads(text.get(f"{PROJECT}:edge", "{}"))
             text[f"{PROJECT}:edge"] = json.dumps({**edge, "publicHost": THROWAWAY_PUBLIC_HOST})
         else:
-            secrets[key] = throwaway_tls_secrets()[key]
+            secrets[key] = throwaway_tls_secrets()[key] if key in PROVIDED_TLS_KEYS else throwaway[key]
     for key, value in secrets.items():
         text[f"{PROJECT}:{key}"] = value
     run = run_program(stack, text, [f"{PROJECT}:{key}" for key in secrets])

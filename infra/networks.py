@@ -44,6 +44,7 @@ HOST_NUMBERS: dict[str, int] = {
     # creates the new agent before the old one is deleted
     "alloy": 52,
     "promtail": 53,
+    "blackbox-exporter": 54,
 }
 # fixed host numbers stay below this; the block after it is the dynamic range
 FIXED_BLOCK = 64

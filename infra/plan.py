@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.config import StackConfig
+from infra.config import ConfigError, StackConfig
 from infra.config.edge import EdgeSettings
+from infra.deployed import compare_with_deployed
 from infra.inventory import Inventory, OfflineRun, inventory_of, offline_run
 from infra.preflight import DATA_HEADROOM_GIB, IMAGE_DISK_ALLOWANCE_GIB, MEMORY_WARNING_SHARE
 
@@ -108,6 +109,8 @@ class Plan:
     """The program's `endpoints` output."""
     credentials: tuple[str, ...]
     """Names of the outputs the program marks secret: what `pulumi stack output --show-secrets NAME` shows after a deploy."""
+    notices: tuple[str, ...] = ()
+    """What an update from the deployed stack would do to the MinIO nodes (empty without its outputs)."""
 
     @property
     def sizing(self) -> Sizing:
@@ -146,6 +149,7 @@ class Plan:
             "layout": self.layout,
             "endpoints": self.endpoints,
             "credentials": list(self.credentials),
+            "notices": list(self.notices),
         }
 
     def lines(self) -> list[str]:
@@ -200,13 +204,13 @@ class Plan:
             f"disk under Docker's data root: {sizing.disk_floor_gib:.1f} GiB for images and logs before any data "
             f"(the preflight stops below it); {sizing.disk_gib:.1f} GiB leaves {DATA_HEADROOM_GIB:.0f} GiB for data",
             "",
-            f"erasure layout: {layout['nodes']} nodes x {layout['drivesPerNode']} drives = {layout['totalDrives']} drives in "
-            f"{layout['setCount']} set(s) of {layout['setSize']}, parity EC:{layout['parity']}, read quorum {layout['readQuorum']}, "
-            f"write quorum {layout['writeQuorum']}, usable {layout['usableFraction']:.0%} of raw capacity",
-            "  nodes down  reads  writes",
         ]
-        yes_no = {True: "yes", False: "no"}
-        lines += [f"  {row['nodesDown']:>10}  {yes_no[row['reads']]:<5}  {yes_no[row['writes']]}" for row in layout["nodeLoss"]]
+        lines += pool_lines(layout["pools"])
+        lines += ["", "update from the deployed stack:"]
+        lines += [f"  {notice}" for notice in self.notices] or [
+            "  (compared only with --deployed): a change of storage.image or of the pools replaces every MinIO node "
+            "at once (README, 'Upgrades'); a deployed pool never changes"
+        ]
         key_width = max(len(key) for key in self.endpoints)
         lines += ["", "endpoints:"]
         lines += [f"  {key:<{key_width}}  {url}" for key, url in self.endpoints.items()]
@@ -218,7 +222,25 @@ class Plan:
         return lines
 
 
-def plan_of(stack: str, offline: OfflineRun) -> Plan:
+def pool_lines(pools: list[dict[str, Any]]) -> list[str]:
+    """Each server pool's erasure layout and its quorum table: a pool is readable while its own sets keep quorum."""
+    yes_no = {True: "yes", False: "no"}
+    lines = []
+    for index, pool in enumerate(pools, start=1):
+        lines += [
+            f"erasure layout of pool {index} (minio{pool['firstNode']}..{pool['lastNode']}): {pool['nodes']} nodes x "
+            f"{pool['drivesPerNode']} drives = {pool['totalDrives']} drives in {pool['setCount']} set(s) of {pool['setSize']}, "
+            f"parity EC:{pool['parity']}, read quorum {pool['readQuorum']}, write quorum {pool['writeQuorum']}, "
+            f"usable {pool['usableFraction']:.0%} of raw capacity",
+            f"  nodes of pool {index} down  reads  writes",
+        ]
+        lines += [f"  {row['nodesDown']:>18}  {yes_no[row['reads']]:<5}  {yes_no[row['writes']]}" for row in pool["nodeLoss"]]
+    if len(pools) > 1:
+        lines.append("  a pool that loses quorum takes its objects with it, and writes stop until it is back: every pool must keep quorum")
+    return lines
+
+
+def plan_of(stack: str, offline: OfflineRun, previous: dict[str, Any] | None = None) -> Plan:
     outputs = offline.run.outputs
     inventory = inventory_of(stack, offline.run.registrations, offline.assumed)
     return Plan(
@@ -229,12 +251,21 @@ def plan_of(stack: str, offline: OfflineRun) -> Plan:
         layout=dict(outputs["layout"]),
         endpoints={str(key): str(url) for key, url in outputs["endpoints"].items()},
         credentials=tuple(sorted(offline.run.secret_outputs)),
+        notices=tuple(compare_with_deployed(offline.config, previous).notices),
     )
 
 
-def plan(stack: str, config_file: Path | None = None) -> Plan:
-    """The plan of `stack`, from its program run offline; raises ConfigError for a bad stack."""
-    return plan_of(stack, offline_run(stack, config_file))
+def plan(stack: str, config_file: Path | None = None, previous: dict[str, Any] | None = None) -> Plan:
+    """The plan of `stack`, from its program run offline; raises ConfigError for a bad stack.
+
+    `previous` are the deployed stack's outputs (`pulumi stack output --json`): the plan then refuses
+    what the deploy would refuse, and says what the update does to the MinIO nodes.
+    """
+    offline = offline_run(stack, config_file)
+    refusals = compare_with_deployed(offline.config, previous).refusals
+    if refusals:
+        raise ConfigError(stack, refusals)
+    return plan_of(stack, offline, previous)
 
 
 SIZING_HEADER = (

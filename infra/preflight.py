@@ -16,6 +16,7 @@ import ipaddress
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -51,6 +52,10 @@ IMAGE_DISK_ALLOWANCE_GIB = 4.0
 DATA_HEADROOM_GIB = 20.0
 
 DEFAULT_TIMEOUT_SECONDS = 20.0
+# the drive probe may pull the edge proxy's image first
+DRIVE_PROBE_TIMEOUT_SECONDS = 180.0
+# the daemon refuses a --mount bind whose source is missing (moby volume/mounts errBindSourceDoesNotExist)
+MISSING_BIND_SOURCE = re.compile(r"bind source path does not exist: (\S+)")
 # what the docker CLI and the docker provider use when nothing else is set
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -394,6 +399,60 @@ def check_disk(
     return [Finding("info", f"disk: {free:.1f} GiB free under {root}, where the stack's {len(inventory.volumes)} volumes go")]
 
 
+def drive_directories(inventory: Inventory) -> list[str]:
+    """The host directories the stack's volumes bind (storage.drivePaths), in the order of the volumes."""
+    return [volume.device for volume in inventory.volumes if volume.device]
+
+
+def probe_image(inventory: Inventory) -> str:
+    """An image the stack pulls anyway and that has a `stat` (busybox): the edge proxy's nginx on Alpine."""
+    # the one container that publishes ports
+    return next(c.image for c in inventory.containers if c.ports)
+
+
+def check_drive_directories(cli: DockerCli, inventory: Inventory) -> list[Finding]:
+    """Each drive directory exists on the Docker host, and no two are on one filesystem.
+
+    One throwaway container (no network, every directory mounted read-only with --mount, which never
+    creates a missing source as -v would) prints each directory's device number.
+    """
+    paths = drive_directories(inventory)
+    if not paths:
+        return []
+    mounts = [arg for index, path in enumerate(paths) for arg in ("--mount", f"type=bind,source={path},target=/drives/{index},readonly")]
+    targets = [f"/drives/{index}" for index in range(len(paths))]
+    try:
+        out = cli.run("run", "--rm", "--network", "none", *mounts, "--entrypoint", "stat", probe_image(inventory), "-c", "%d %n", *targets)
+    except DockerUnavailable as error:
+        missing = MISSING_BIND_SOURCE.search(str(error))
+        if missing:
+            path = missing.group(1).rstrip(".;,)")
+            return [
+                Finding(
+                    "problem",
+                    f"storage.drivePaths: {path} does not exist on the Docker host ({cli.endpoint}); mount the drive's disk there "
+                    "and create the directory (the drives after it are checked once it exists)",
+                )
+            ]
+        return [Finding("warning", f"storage.drivePaths could not be checked on the Docker host: {error}")]
+    devices: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        device, _, target = line.partition(" ")
+        if target in targets:
+            devices.setdefault(device, []).append(paths[targets.index(target)])
+    shared = [group for group in devices.values() if len(group) > 1]
+    if shared:
+        return [
+            Finding(
+                "warning",
+                f"storage.drivePaths: {', '.join(group)} are on one filesystem: losing that disk loses all of those drives at once, "
+                "so this layout survives no disk loss; give each drive a directory on a disk of its own",
+            )
+            for group in shared
+        ]
+    return [Finding("info", f"storage.drivePaths: the {len(paths)} drive directories exist, each on a filesystem of its own")]
+
+
 @dataclass
 class Report:
     target: DockerTarget
@@ -447,4 +506,5 @@ def check_host(
     findings += check_container_names(host.containers, inventory)
     findings += check_memory(host.info, inventory)
     findings += check_disk(host.info, inventory, target, free_bytes)
+    findings += check_drive_directories(DockerCli(max(timeout, DRIVE_PROBE_TIMEOUT_SECONDS), target), inventory)
     return Report(target, findings)

@@ -11,6 +11,7 @@ import pulumi_docker as docker
 from infra.backups import ScheduledBackup, ScheduledBackupArgs, ScheduledMirror, ScheduledMirrorArgs
 from infra.config import ConfigError, StackConfig, split_config
 from infra.container import Naming
+from infra.deployed import compare_with_deployed, drive_placement, previous_outputs
 from infra.edge import EdgeProxy, EdgeProxyArgs
 from infra.identity import KEYCLOAK_ADMIN_USERNAME, Identity, IdentityArgs
 from infra.monitoring import Monitoring, MonitoringArgs
@@ -19,7 +20,7 @@ from infra.monitoring.metrics import ALERTMANAGER_PORT, PROMETHEUS_PORT
 from infra.networks import Segments
 from infra.runbook import runbook_url
 from infra.secrets import SECRET_CONFIG_KEYS, PlatformSecrets
-from infra.storage import API_PORT, MinioCluster, MinioClusterArgs
+from infra.storage import API_PORT, MinioCluster, MinioClusterArgs, server_command
 from infra.tier import StackContext, Tier
 
 
@@ -32,7 +33,7 @@ def load_config() -> tuple[StackConfig, set[str]]:
     encrypted = {key for key in values if runtime_config.is_config_secret(key)}
     encrypted |= set(runtime_config.get_config_secret_keys_env())
     config, supplied = split_config(pulumi.get_stack(), values, SECRET_CONFIG_KEYS, encrypted)
-    missing = config.edge.missing_operator_inputs(config.environment, set(supplied))
+    missing = config.missing_operator_inputs(set(supplied))
     missing += config.identity.bootstrap_password_problems(config.environment, supplied)
     if missing:
         raise ConfigError(pulumi.get_stack(), missing)
@@ -58,6 +59,12 @@ def main() -> dict[str, Any]:
     except ConfigError as error:
         # raised before any resource is registered, so a bad stack creates nothing
         raise pulumi.RunError(str(error)) from None
+    # a deployed pool never changes shape, and an update that replaces every node says so first
+    deployed = compare_with_deployed(config, previous_outputs())
+    if deployed.refusals:
+        raise pulumi.RunError(str(ConfigError(pulumi.get_stack(), deployed.refusals)))
+    for notice in deployed.notices:
+        pulumi.log.warn(notice)
 
     naming = Naming(config.name)
     secrets = PlatformSecrets("secrets", supplied)
@@ -83,6 +90,10 @@ def main() -> dict[str, Any]:
         "environment": config.environment,
         "name": config.name,
         "layout": layout.as_dict(),
+        # what the next update compares with (infra/deployed.py)
+        "minioImage": config.storage.image,
+        "minioCommand": server_command(layout),
+        "drivePaths": drive_placement(config),
         "containers": describe_containers(
             {name: container for tier in tiers for name, container in tier.containers.items()}
         ),

@@ -4,6 +4,12 @@ The set size follows MinIO's own choice for a single pool (cmd/endpoint-ellipses
 supported sizes 4..16 that divide the drive count and are symmetric with the node count, the
 largest. Drives are ordered drive-major with the node varying fastest, and sets are contiguous
 runs of that order, so each set spreads over as many nodes as it can.
+
+A cluster grows by server pools: each pool is one argument of the server command and picks its
+own set size the same way, while the storage-class parity is one value for every pool: the
+configured one, or the default for the first pool's set size, and it must fit each pool's sets
+(cmd/erasure-server-pool.go `newErasureServerPools`, storageclass `ValidateParity`). An existing
+pool never changes: its erasure sets are written into every drive's format.json.
 """
 
 from __future__ import annotations
@@ -136,3 +142,105 @@ class ErasureLayout:
             "usableFraction": self.usable_fraction,
             "nodeLoss": [row.as_dict() for row in self.node_loss_table()],
         }
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One server pool: its erasure layout and the 1-based number of its first node."""
+
+    first_node: int
+    layout: ErasureLayout
+
+    @property
+    def nodes(self) -> range:
+        return range(self.first_node, self.first_node + self.layout.nodes)
+
+    def signature(self) -> dict[str, int]:
+        """What must never change once the pool holds data."""
+        layout = self.layout
+        return {
+            "firstNode": self.first_node,
+            "nodes": layout.nodes,
+            "drivesPerNode": layout.drives_per_node,
+            "setSize": layout.set_size,
+            "parity": layout.parity,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"firstNode": self.first_node, "lastNode": self.nodes[-1], **self.layout.as_dict()}
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """Every pool of the cluster, in the order of the server command; the first is the original one."""
+
+    pools: tuple[Pool, ...]
+
+    @classmethod
+    def plan(cls, shapes: list[tuple[int, int]], parity: int | None = None) -> ClusterLayout:
+        """Pools of (nodes, drives per node), numbered on from the first; one parity for all of them."""
+        first_nodes, drives = shapes[0]
+        first = ErasureLayout.plan(first_nodes, drives, parity)
+        pools, next_node = [Pool(1, first)], first_nodes + 1
+        for index, (nodes, drives_per_node) in enumerate(shapes[1:], start=2):
+            try:
+                layout = ErasureLayout.plan(nodes, drives_per_node, first.parity)
+            except LayoutError as error:
+                raise LayoutError(f"pool {index}: {error} (the parity of every pool is the first pool's)") from None
+            pools.append(Pool(next_node, layout))
+            next_node += nodes
+        return cls(tuple(pools))
+
+    @property
+    def first(self) -> ErasureLayout:
+        return self.pools[0].layout
+
+    @property
+    def total_nodes(self) -> int:
+        return sum(pool.layout.nodes for pool in self.pools)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The first pool's figures at the top (what the smoke suite's failover stops nodes of), then every pool."""
+        return {**self.first.as_dict(), "totalNodes": self.total_nodes, "pools": [pool.as_dict() for pool in self.pools]}
+
+    def changes_from(self, deployed: Any) -> list[str]:
+        """Why this layout cannot replace `deployed` (a previous `layout` output), one line per pool; none if it can.
+
+        Pools may only be added after the deployed ones: MinIO reads an existing pool's erasure sets
+        from its drives, so a changed node count, drive count or parity leaves its data unreadable, and
+        a pool leaves the command only after `mc admin decommission` has emptied it.
+        """
+        previous = deployed_pools(deployed)
+        problems = []
+        for index, old in enumerate(previous, start=1):
+            if index > len(self.pools):
+                problems.append(
+                    f"pool {index} ({describe_signature(old)}) is deployed and would be removed: decommission it first "
+                    "(mc admin decommission start), then set storage.allowLayoutChange to remove it"
+                )
+                continue
+            new = self.pools[index - 1].signature()
+            if new != old:
+                problems.append(
+                    f"pool {index} is deployed as {describe_signature(old)} and would become {describe_signature(new)}: "
+                    "MinIO cannot reshape an existing pool (its data would be unreadable); keep it as it is and add "
+                    "capacity as a new pool under storage.pools"
+                )
+        return problems
+
+
+def describe_signature(signature: dict[str, int]) -> str:
+    last = signature["firstNode"] + signature["nodes"] - 1
+    return (
+        f"minio{signature['firstNode']}..{last}, {signature['nodes']} nodes x {signature['drivesPerNode']} drives, "
+        f"sets of {signature['setSize']}, parity EC:{signature['parity']}"
+    )
+
+
+def deployed_pools(deployed: Any) -> list[dict[str, int]]:
+    """The pool signatures of a previous `layout` output; its one pool when it predates pools."""
+    if not isinstance(deployed, dict):
+        return []
+    pools = deployed.get("pools") or [{"firstNode": 1, **deployed}]
+    keys = ("firstNode", "nodes", "drivesPerNode", "setSize", "parity")
+    return [{key: int(pool[key]) for key in keys} for pool in pools if all(key in pool for key in keys)]

@@ -1,4 +1,4 @@
-"""The storage tier: N MinIO nodes with D drives each, one named volume per drive, no published port."""
+"""The storage tier: MinIO server pools of N nodes with D drives each, one named volume per drive, no published port."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pulumi_docker as docker
 from infra.config import StackConfig
 from infra.container import Attachment, ContainerSpec, Healthcheck
 from infra.identity import minio_openid
+from infra.quorum import ClusterLayout, Pool
 from infra.rendering import RenderedFile, render_template
 from infra.secrets import SecretValues
 from infra.services import audit_sink
@@ -25,16 +26,22 @@ def node_name(index: int) -> str:
     return f"minio{index}"
 
 
-def server_command(nodes: int, drives_per_node: int) -> list[str]:
-    """MinIO's own notation: `{1...N}` expands to every node, `{1...D}` to every drive of each."""
-    drives = f"{DATA_ROOT}{{1...{drives_per_node}}}" if drives_per_node > 1 else f"{DATA_ROOT}1"
+def pool_argument(pool: Pool) -> str:
+    """MinIO's own notation for one pool: `{1...4}` expands to its nodes, `{1...D}` to every drive of each."""
+    drives = pool.layout.drives_per_node
+    drive_paths = f"{DATA_ROOT}{{1...{drives}}}" if drives > 1 else f"{DATA_ROOT}1"
+    return f"http://minio{{{pool.nodes[0]}...{pool.nodes[-1]}}}:{API_PORT}{drive_paths}"
+
+
+def server_command(layout: ClusterLayout) -> list[str]:
+    """The same command on every node: one argument per pool, in the order the pools were added."""
     return [
         "server",
         "--address",
         f":{API_PORT}",
         "--console-address",
         f":{CONSOLE_PORT}",
-        f"http://minio{{1...{nodes}}}:{API_PORT}{drives}",
+        *(pool_argument(pool) for pool in layout.pools),
     ]
 
 
@@ -63,7 +70,7 @@ class MinioClusterArgs(TierArgs):
 
 
 class MinioCluster(Tier):
-    """N MinIO nodes of D drives each, by node name: minio1, minio2, ..."""
+    """Every pool's nodes, numbered on across pools: minio1, minio2, ..., each with its pool's drives."""
 
     def __init__(self, name: str, args: MinioClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("minio-platform:storage:MinioCluster", name, args, opts)
@@ -71,16 +78,19 @@ class MinioCluster(Tier):
         storage = config.storage
         image = self.image("minio-image", storage.image)
         uploads = self.secret_uploads(minio_files)
-        command = server_command(storage.nodes, storage.drives_per_node)
+        layout = storage.layout()
+        command = server_command(layout)
         # data outlives every update; on prod (or when asked) it also outlives a destroy
-        for index in range(1, storage.nodes + 1):
+        for pool, index in ((pool, index) for pool in layout.pools for index in pool.nodes):
             node = node_name(index)
             drives = [
                 docker.ContainerVolumeArgs(
-                    volume_name=self.volume(f"{node}-data{drive}", "minio", node=node, drive=str(drive)).name,
+                    volume_name=self.volume(
+                        f"{node}-data{drive}", "minio", storage.drive_path(index, drive), node=node, drive=str(drive)
+                    ).name,
                     container_path=f"{DATA_ROOT}{drive}",
                 )
-                for drive in range(1, storage.drives_per_node + 1)
+                for drive in range(1, pool.layout.drives_per_node + 1)
             ]
             self.container(
                 ContainerSpec(

@@ -62,8 +62,8 @@ class Tier(pulumi.ComponentResource):
     def image(self, resource_name: str, reference: str) -> docker.RemoteImage:
         return pinned_image(resource_name, reference, self)
 
-    def volume(self, name: str, service: str, **labels: str) -> docker.Volume:
-        created = data_volume(name, service, self.config, self.stack.naming, self, **labels)
+    def volume(self, name: str, service: str, device: str | None = None, **labels: str) -> docker.Volume:
+        created = data_volume(name, service, self.config, self.stack.naming, self, device, **labels)
         self.volumes.append(created)
         return created
 

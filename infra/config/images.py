@@ -93,6 +93,12 @@ ALLOY = ImagePin(
     checked_against="Grafana Alloy v1.21.2 (grafana/alloy releases, 2026-10-22)",
     setting="monitoring.alloyImage",
 )
+BLACKBOX_EXPORTER = ImagePin(
+    reference="prom/blackbox-exporter:v0.28.0",
+    what="Blackbox exporter: probes each MinIO node's /minio/health/cluster for MinIOIdentityOffline",
+    checked_against="blackbox_exporter v0.28.0, tag v0.28.0 (prometheus/blackbox_exporter, Go module proxy 2025-12-04)",
+    setting="monitoring.blackboxExporterImage",
+)
 DOCKER_API_PROXY = ImagePin(
     reference="wollomatic/socket-proxy:1.13.1",
     what="Docker API proxy: the only holder of the Docker socket, read calls only for the log agent",
@@ -114,6 +120,7 @@ IMAGE_PINS: tuple[ImagePin, ...] = (
     GRAFANA,
     AUDIT_SINK,
     NGINX_EXPORTER,
+    BLACKBOX_EXPORTER,
 )
 
 # the log agent that replaced Promtail (monitoring.logAgent)

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 from infra.config.base import ImageRef, MemoryMb, Settings
 from infra.config.images import ALERTMANAGER, AUDIT_SINK, DOCKER_API_PROXY, GRAFANA, LOKI, PROMETHEUS, PROMTAIL
 from infra.config.images import DEFAULT_ALLOY_IMAGE
-from infra.config.images import NGINX_EXPORTER
+from infra.config.images import BLACKBOX_EXPORTER, NGINX_EXPORTER
 from infra.services import audit_sink
 
 DEFAULT_PROMETHEUS_IMAGE = PROMETHEUS.reference
@@ -22,6 +22,7 @@ DEFAULT_PROMTAIL_IMAGE = PROMTAIL.reference
 DEFAULT_GRAFANA_IMAGE = GRAFANA.reference
 DEFAULT_AUDIT_SINK_IMAGE = AUDIT_SINK.reference
 DEFAULT_NGINX_EXPORTER_IMAGE = NGINX_EXPORTER.reference
+DEFAULT_BLACKBOX_EXPORTER_IMAGE = BLACKBOX_EXPORTER.reference
 DEFAULT_DOCKER_API_PROXY_IMAGE = DOCKER_API_PROXY.reference
 
 # grafana.com/docs/loki/latest/send-data/promtail/: "end of life as of March 2, 2026"; Alloy is its successor
@@ -75,6 +76,9 @@ class MonitoringSettings(Settings):
     nginx_exporter_image: ImageRef = Field(
         DEFAULT_NGINX_EXPORTER_IMAGE, description="turns the edge proxy's stub_status into metrics"
     )
+    blackbox_exporter_image: ImageRef = Field(
+        DEFAULT_BLACKBOX_EXPORTER_IMAGE, description="probes MinIO's unauthenticated cluster health endpoint on every node"
+    )
     docker_api_proxy_image: ImageRef = Field(
         DEFAULT_DOCKER_API_PROXY_IMAGE, description="the Docker API proxy between the log agent and the Docker socket"
     )
@@ -125,6 +129,7 @@ class MonitoringSettings(Settings):
     grafana_memory_mb: MemoryMb = 512
     audit_sink_memory_mb: MemoryMb = 128
     nginx_exporter_memory_mb: MemoryMb = 32
+    blackbox_exporter_memory_mb: MemoryMb = 64
     docker_api_proxy_memory_mb: MemoryMb = 64
 
     @field_validator("evaluation_interval")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +18,7 @@ from infra.config.edge import EdgeSettings
 from infra.config.identity import IdentitySettings
 from infra.config.monitoring import MonitoringSettings
 from infra.config.network import NetworkSettings
-from infra.config.replication import Replication
+from infra.config.replication import Replication, ReplicationSettings
 from infra.config.runtime import ContainerSettings
 from infra.config.storage import StorageSettings
 
@@ -70,6 +70,13 @@ class StackConfig(Settings):
     def keep_data_on_destroy(self) -> bool:
         keep = self.storage.keep_data_on_destroy
         return self.is_prod if keep is None else keep
+
+    def missing_operator_inputs(self, supplied: Collection[str]) -> list[str]:
+        """What only the operator can give and has not (prod's host and certificate, the mirror target's keys)."""
+        missing = self.edge.missing_operator_inputs(self.environment, supplied)
+        if self.replication is not None:
+            missing += ReplicationSettings.missing_operator_inputs(supplied)
+        return missing
 
     def warnings(self) -> list[str]:
         """Accepted but risky values, for the operator to read before deploying."""

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from infra.config.base import ImageRef, MemoryMb, Settings
 from infra.config.images import MINIO
-from infra.quorum import ErasureLayout, LayoutError, choose_set_size
+from infra.quorum import ClusterLayout, ErasureLayout, LayoutError, choose_set_size
 
 # the Silo fork: a maintained server whose embedded console keeps "Login with SSO" (see README, "The MinIO image")
 DEFAULT_MINIO_IMAGE = MINIO.reference
+# fixed addresses on the storage network (infra/networks.py), shared by every pool
+MAX_NODES = 32
+
+
+class PoolSettings(Settings):
+    """A server pool added after the first: its nodes are numbered on from the previous pool's."""
+
+    nodes: int = Field(ge=2, description="MinIO nodes of this pool")
+    drives_per_node: int = Field(ge=1, description="volumes (drives) per node of this pool")
 
 
 class StorageSettings(Settings):
@@ -25,6 +35,17 @@ class StorageSettings(Settings):
     prometheus_auth_type: Literal["jwt", "public"] = "jwt"
     keep_data_on_destroy: bool | None = Field(
         None, description="protect and retain data volumes; default: true on prod, false elsewhere"
+    )
+    pools: list[PoolSettings] = Field(
+        default_factory=list, description="server pools added after the first (nodes, drivesPerNode): how capacity grows"
+    )
+    allow_layout_change: bool = Field(
+        False,
+        description="deploy even though a deployed pool changes or goes (only after a finished decommission, or onto wiped volumes)",
+    )
+    drive_paths: list[str] | None = Field(
+        None,
+        description="host directories, one per drive in node-major order (minio1's drives, then minio2's...), each where its disk is mounted",
     )
 
     # field validators (not a model validator) so that a bad layout is reported beside every other error
@@ -50,5 +71,60 @@ class StorageSettings(Settings):
                 raise ValueError(str(error)) from None
         return parity
 
-    def layout(self) -> ErasureLayout:
-        return ErasureLayout.plan(self.nodes, self.drives_per_node, self.parity)
+    @field_validator("pools")
+    @classmethod
+    def _pools_fit_the_cluster(cls, pools: list[PoolSettings], info: ValidationInfo) -> list[PoolSettings]:
+        nodes, drives = info.data.get("nodes"), info.data.get("drives_per_node")
+        if nodes is None or drives is None or "parity" not in info.data:
+            return pools  # the first pool is invalid and already reported
+        total = nodes + sum(pool.nodes for pool in pools)
+        if total > MAX_NODES:
+            raise ValueError(f"{total} nodes in all pools: the storage network has fixed addresses for {MAX_NODES}")
+        try:
+            ClusterLayout.plan(pool_shapes(nodes, drives, pools), info.data["parity"])
+        except LayoutError as error:
+            raise ValueError(str(error)) from None
+        return pools
+
+    @field_validator("drive_paths")
+    @classmethod
+    def _one_directory_per_drive(cls, paths: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        nodes, drives, pools = info.data.get("nodes"), info.data.get("drives_per_node"), info.data.get("pools")
+        if paths is None or nodes is None or drives is None or pools is None:
+            return paths
+        needed = nodes * drives + sum(pool.nodes * pool.drives_per_node for pool in pools)
+        if len(paths) != needed:
+            raise ValueError(f"{len(paths)} paths for {needed} drives: give one host directory per drive, minio1's first")
+        relative = [path for path in paths if not PurePosixPath(path).is_absolute()]
+        if relative:
+            raise ValueError(f"{relative[0]!r} is not an absolute path: give each drive's directory from the host's root")
+        normal = [PurePosixPath(path) for path in paths]
+        for index, path in enumerate(normal):
+            clash = next((other for other in normal[:index] if other == path or other in path.parents or path in other.parents), None)
+            if clash is not None:
+                raise ValueError(f"{paths[index]!r} and {str(clash)!r} overlap: every drive needs a directory of its own, neither inside the other")
+        return paths
+
+    def drive_path(self, node: int, drive: int) -> str | None:
+        """The host directory of `node`'s `drive` (both 1-based), None for a volume Docker keeps."""
+        if self.drive_paths is None:
+            return None
+        shapes = pool_shapes(self.nodes, self.drives_per_node, self.pools)
+        index, first = 0, 1
+        for nodes, drives in shapes:
+            if node < first + nodes:
+                return self.drive_paths[index + (node - first) * drives + drive - 1]
+            index, first = index + nodes * drives, first + nodes
+        raise IndexError(f"no node {node} in the layout")
+
+    @property
+    def total_nodes(self) -> int:
+        """Nodes of every pool: minio1 to minio<total_nodes>."""
+        return self.nodes + sum(pool.nodes for pool in self.pools)
+
+    def layout(self) -> ClusterLayout:
+        return ClusterLayout.plan(pool_shapes(self.nodes, self.drives_per_node, self.pools), self.parity)
+
+
+def pool_shapes(nodes: int, drives_per_node: int, pools: list[PoolSettings]) -> list[tuple[int, int]]:
+    return [(nodes, drives_per_node), *((pool.nodes, pool.drives_per_node) for pool in pools)]

@@ -1,4 +1,5 @@
-"""The monitoring tier, by concern: metrics (Prometheus, Alertmanager and the rule files), logs
+"""The monitoring tier, by concern: metrics (Prometheus, Alertmanager and the rule files, and the
+blackbox exporter Prometheus probes MinIO's health endpoint through), logs
 (Loki, the audit sink), the log agent (Alloy or Promtail, from the pipeline in log_pipeline.py) with
 the Docker API proxy it reads through, and dashboards (Grafana and its provisioning).
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import pulumi
 
 from infra.config import StackConfig
-from infra.monitoring import dashboards, docker_api_proxy, log_agent, logs, metrics
+from infra.monitoring import blackbox_exporter, dashboards, docker_api_proxy, log_agent, logs, metrics
 from infra.rendering import RenderedFile
 from infra.secrets import SecretValues
 from infra.tier import Tier, TierArgs
@@ -21,6 +22,7 @@ def monitoring_files(config: StackConfig, secrets: SecretValues) -> list[Rendere
     return [
         *metrics.prometheus_files(config, secrets),
         *metrics.alertmanager_files(config, secrets),
+        *blackbox_exporter.blackbox_exporter_files(config),
         *logs.loki_files(config),
         *log_agent.log_agent_files(config),
         *dashboards.grafana_files(config, secrets),
@@ -33,13 +35,14 @@ class MonitoringArgs(TierArgs):
 
 
 class Monitoring(Tier):
-    """By name in the stack: prometheus, alertmanager, nginx-exporter, loki, docker-api-proxy, alloy (or promtail), grafana, audit-sink."""
+    """By name in the stack: prometheus, alertmanager, nginx-exporter, blackbox-exporter, loki, docker-api-proxy, alloy (or promtail), grafana, audit-sink."""
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("minio-platform:monitoring:Monitoring", name, args, opts)
         metrics.add_prometheus(self)
         metrics.add_alertmanager(self)
         metrics.add_nginx_exporter(self)
+        blackbox_exporter.add_blackbox_exporter(self)
         logs.add_loki(self)
         docker_api = docker_api_proxy.add_docker_api_proxy(self, client=log_agent.deployed_agent(self.config).name)
         log_agent.add_log_agent(self, docker_api)

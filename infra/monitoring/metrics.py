@@ -2,8 +2,9 @@
 exporter that turns the edge proxy's stub_status into metrics.
 
 Prometheus scrapes every MinIO node and Keycloak's management port on storage-net (MinIO with a
-bearer JWT derived from the metrics reader's credentials), and the monitoring services, Grafana and
-the edge proxy's exporter on monitoring-net. The rule files are the committed alerts/*.rules.yml with
+bearer JWT derived from the metrics reader's credentials), probes every node's cluster health endpoint
+through the blackbox exporter there, and scrapes the monitoring services, Grafana and the edge proxy's
+exporter on monitoring-net. The rule files are the committed alerts/*.rules.yml with
 their runbook links pointed at the stack's own runbook, plus the stack's alert thresholds rendered as
 recording rules, which the committed rules compare against.
 """
@@ -21,6 +22,7 @@ from infra.config import StackConfig
 from infra.config.edge import STATUS_PORT
 from infra.container import Attachment, ContainerSpec, Healthcheck
 from infra.identity import KEYCLOAK_MANAGEMENT_PORT
+from infra.monitoring import blackbox_exporter
 from infra.monitoring.log_agent import deployed_agent
 from infra.monitoring.logs import LOKI_PORT
 from infra.networks import host_address
@@ -91,11 +93,13 @@ class ScrapeAddresses:
     """Keycloak's management interface, which serves /metrics."""
     edge_proxy: str
     """The exporter of the edge proxy's stub_status."""
+    blackbox_exporter: str
+    """The exporter every MinIO node's cluster health endpoint is probed through."""
 
     @classmethod
     def of_stack(cls, config: StackConfig) -> ScrapeAddresses:
         nodes = tuple(
-            (node_name(index), f"{node_name(index)}:{API_PORT}") for index in range(1, config.storage.nodes + 1)
+            (node_name(index), f"{node_name(index)}:{API_PORT}") for index in range(1, config.storage.total_nodes + 1)
         )
         agent = deployed_agent(config)
         # dashboards.py imports this module's ports
@@ -112,6 +116,8 @@ class ScrapeAddresses:
             # its alias on storage-net, the network it shares with Prometheus
             keycloak=f"keycloak:{KEYCLOAK_MANAGEMENT_PORT}",
             edge_proxy=f"{NGINX_EXPORTER}:{NGINX_EXPORTER_PORT}",
+            # its alias on storage-net, where it reaches the nodes
+            blackbox_exporter=f"{blackbox_exporter.SERVICE}:{blackbox_exporter.PORT}",
         )
 
 
@@ -180,6 +186,14 @@ def prometheus_yml(
         ],
         minio_nodes=[{"name": name, "target": target} for name, target in addresses.minio_nodes],
         minio_token_file=token_file,
+        health_probe={
+            "name": blackbox_exporter.HEALTH_JOB,
+            "module": blackbox_exporter.HEALTH_MODULE,
+            "path": blackbox_exporter.HEALTH_PATH,
+            "prober": addresses.blackbox_exporter,
+            "why": "every node's unauthenticated cluster health, through the blackbox exporter: it still answers "
+            "while IAM waits for Keycloak and refuses the metrics token (MinIOIdentityOffline)",
+        },
     )
 
 

@@ -108,44 +108,42 @@ class WrkRun:
     p50_ms: float
     p99_ms: float
     failures: int
-    """Socket errors and non-2xx answers: a run with any is not a measurement."""
+    """Socket errors and answers of 400 or more: a run with any is not a measurement."""
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
 
 
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+# wrk calls done() once, after the run, with every thread's figures merged: latencies in microseconds
+_DONE = """
+function done(summary, latency, requests)
+   local e = summary.errors
+   io.write(string.format("bench: %d %d %d %d %d\\n", summary.requests, summary.duration,
+      latency:percentile(50), latency:percentile(99), e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+_SUMMARY = re.compile(r"^bench: (\d+) (\d+) (\d+) (\d+) (\d+)$", re.M)
 
 
-def _latency_ms(text: str, percentile: str) -> float:
-    match = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
-    if match is None:
-        raise RuntimeError(f"wrk printed no {percentile}% latency:\n{text}")
-    return float(match[1]) * _UNITS_MS[match[2]]
-
-
-def wrk(url: str, connections: int, threads: int, seconds: float, script: Path | None = None) -> WrkRun:
-    """One wrk run (whole seconds) with its latency distribution."""
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s"]
-    if script is not None:
-        command += ["-s", str(script)]
-    result = subprocess.run([*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60)
-    out = result.stdout
-    summary = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
-    if summary is None:
-        raise RuntimeError(f"wrk printed no summary:\n{out}\n{result.stderr}")
-    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[summary[3]]
-    failures = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    failures += int(non_2xx[1]) if non_2xx else 0
-    return WrkRun(int(summary[1]), float(summary[2]) * scale, _latency_ms(out, "50"), _latency_ms(out, "99"), failures)
-
-
-def put_script(path: Path, size: int) -> Path:
-    """wrk's Lua script for PUTs of `size` bytes (wrk adds Content-Length)."""
-    path.write_text(f'wrk.method = "PUT"\nwrk.body = string.rep("x", {size})\nwrk.headers["Content-Type"] = "application/octet-stream"\n')
+def wrk_script(path: Path, put_size: int | None = None) -> Path:
+    """wrk's Lua script: a PUT of `put_size` bytes (wrk adds Content-Length) or a GET, and the summary line."""
+    request = ""
+    if put_size is not None:
+        request = f'wrk.method = "PUT"\nwrk.body = string.rep("x", {put_size})\nwrk.headers["Content-Type"] = "application/octet-stream"\n'
+    path.write_text(request + _DONE)
     return path
+
+
+def wrk(url: str, connections: int, threads: int, seconds: float, script: Path) -> WrkRun:
+    """One wrk run (whole seconds), read off the summary its script's done() prints."""
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script)]
+    result = subprocess.run([*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60)
+    summary = _SUMMARY.search(result.stdout)
+    if summary is None:
+        raise RuntimeError(f"wrk printed no summary:\n{result.stdout}\n{result.stderr}")
+    requests, duration_us, p50_us, p99_us, failures = (int(n) for n in summary.groups())
+    return WrkRun(requests, duration_us / 1e6, p50_us / 1000, p99_us / 1000, failures)
 
 
 def peak_resident_during(pids: list[int], action: Callable[[], object]) -> tuple[int, int, object]:

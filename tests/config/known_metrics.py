@@ -46,6 +46,8 @@ EXPORTED: dict[str, frozenset[str]] = {
     "grafana": read_names("grafana-metrics.txt"),
     "keycloak": read_names("keycloak-metrics.txt"),
     "edge-proxy": read_names("nginx-exporter-metrics.txt"),
+    # every MinIO node's /minio/health/cluster, probed through the blackbox exporter
+    "minio-health": read_names("blackbox-exporter-metrics.txt"),
     # scraped for their `up` only: nothing of theirs is queried
     "alloy": frozenset(),
     "promtail": frozenset(),

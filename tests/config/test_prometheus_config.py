@@ -43,6 +43,7 @@ REQUIRED_ALERTS = {
     "MinIOHighErrorRate",
     "MinIOAuthFailures",
     "MinIOHighRequestLatency",
+    "MinIOIdentityOffline",
     "MonitoringTargetDown",
     "PlatformTargetDown",
     "PlatformEdgeProxyDown",

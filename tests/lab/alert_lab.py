@@ -2,17 +2,23 @@
 
 - STAND-IN MinIO nodes: small HTTP servers serving MinIO's metrics v2 text format at
   /minio/v2/metrics/{cluster,node,bucket}, checking the bearer JWT the way MinIO does (HS512,
-  signed with the root secret key). They are fixtures, not MinIO; nothing they do is MinIO behaviour.
+  signed with the root secret key), and answering /minio/health/cluster with the status and headers
+  the pinned MinIO source sends (`ClusterState.cluster_health`). They are fixtures, not MinIO; nothing
+  they do is MinIO behaviour.
+- The real blackbox exporter (Debian's) on the rendered module config, probing the stand-ins' health
+  endpoint for job minio-health.
 - A stand-in for the monitoring services' /metrics (Loki, the log agent, the audit sink are not here).
 - One stand-in per platform job (Grafana, Keycloak, the edge proxy's exporter), each its own server, so
   that one can stop while the others answer; the exporter's reports `nginx_up`.
 - A webhook receiver recording every Alertmanager notification with its arrival time.
 
-Used by tests/lab/test_alert_path.py and tests/bench/bench_alert_latency.py. Every wait is bounded.
+Used by tests/lab/test_alert_path.py, test_platform_alerts.py, test_identity_alert.py and
+tests/bench/bench_alert_latency.py. Every wait is bounded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import threading
@@ -32,6 +38,7 @@ import jwt.warnings
 
 from infra.__main__ import load_stack
 from infra.config import StackConfig
+from infra.monitoring import blackbox_exporter
 from infra.monitoring.metrics import PLATFORM_JOBS, ScrapeAddresses, alertmanager_yml, minio_metrics_token, prometheus_yml, rule_files
 from tests.conftest import require_tool
 from tests.lab.ops_servers import free_port
@@ -42,11 +49,14 @@ ALERTMANAGER_HOST = "127.0.4.3"
 WEBHOOK_HOST = "127.0.4.4"
 SERVICES_HOST = "127.0.4.5"
 PLATFORM_HOST = "127.0.4.6"
+BLACKBOX_HOST = "127.0.4.7"
 NODE_HOSTS = ("127.0.4.10", "127.0.4.11", "127.0.4.12", "127.0.4.13")
 
 ROOT_USER = "labrootuser"
 ROOT_PASSWORD = "lab-root-secret-key-0123456789abcdef0123"
 T = TypeVar("T")
+# the jobs that scrape MinIO's metrics, as against minio-health, which probes its health endpoint
+MINIO_METRICS_JOBS = ("minio-cluster", "minio-nodes", "minio-bucket")
 
 
 def wait_for(check: Callable[[], T | None], what: str, timeout: float, interval: float = 0.25) -> T:
@@ -86,6 +96,37 @@ class ClusterState:
     nodes: int = 4
     drives_per_node: int = 2
     online: set[int] = field(default_factory=lambda: {1, 2, 3, 4})
+    iam_offline: set[int] = field(default_factory=set)
+    """Nodes whose IAM has not loaded (OpenID discovery unreachable): only their health answer shows it."""
+    write_quorum: int = 5
+    """Of the one 8-drive erasure set with EC:4: drives - parity, plus 1 as parity is half the set."""
+
+    def cluster_health(self, index: int) -> tuple[int, dict[str, str]]:
+        """Status and headers of /minio/health/cluster as the pinned MinIO source answers it (GET, no query):
+        cmd/healthcheck-handler.go `checkHealth` (lines 32-53 at pgsty/minio RELEASE.2025-12-03T12-00-00Z and
+        minio/minio RELEASE.2025-10-15T17-29-55Z: with IAM not initialised, header x-minio-server-status
+        "iam-offline" and 503, before any quorum is computed) and `ClusterCheckHandler` (lines 56-90:
+        x-minio-write-quorum and x-minio-storage-class-defaults, 200 with write quorum, 503 without);
+        `writeResponse` (cmd/api-response.go) adds Server (MinioStoreName, "MinIO" in pgsty/minio; the Silo
+        fork's healthcheck docs show "Silo", and nothing reads it) and Accept-Ranges (setCommonHeaders) and
+        Content-Length 0, no Content-Type (mimeNone); addCustomHeadersMiddleware (cmd/generic-handlers.go)
+        the security headers, x-amz-request-id and, in distributed mode, x-amz-id-2. Go writes header names
+        canonicalised. (Over HTTP/1.0, as every stand-in here; the probe does not look at the version.)"""
+        headers = {
+            "Server": "MinIO",
+            "Accept-Ranges": "bytes",
+            "X-Xss-Protection": "1; mode=block",
+            "X-Content-Type-Options": "nosniff",
+            "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+            "X-Amz-Request-Id": f"{time.time_ns():X}",
+            "X-Amz-Id-2": hashlib.sha256(f"minio{index}:9000".encode()).hexdigest(),
+            "Content-Length": "0",
+        }
+        if index in self.iam_offline:
+            return 503, {"X-Minio-Server-Status": blackbox_exporter.IAM_OFFLINE_STATUS, **headers}
+        quorum = {"X-Minio-Write-Quorum": str(self.write_quorum), "X-Minio-Storage-Class-Defaults": "true"}
+        healthy = len(self.online) * self.drives_per_node >= self.write_quorum
+        return (200 if healthy else 503), {**quorum, **headers}
 
     def cluster_metrics(self, server: str) -> str:
         online_drives = len(self.online) * self.drives_per_node
@@ -133,6 +174,14 @@ class _MetricsHandler(BaseHTTPRequestHandler):
         """Quiet: scrapes arrive every second."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path == blackbox_exporter.HEALTH_PATH and self.server.index:
+            status, headers = self.server.state.cluster_health(self.server.index)
+            self.send_response_only(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Date", self.date_time_string())
+            self.end_headers()
+            return
         body, status = self.server.answer(self.path, self.headers.get("Authorization"))
         data = body.encode()
         self.send_response(status)
@@ -302,6 +351,8 @@ class AlertLab:
     logs: Path
     platform: dict[str, StandInNode] = field(default_factory=dict)
     """The stand-in of each platform job (grafana, keycloak, edge-proxy), by job."""
+    blackbox_url: str = ""
+    """The real blackbox exporter probing the stand-ins' health endpoint."""
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """The instant vector Prometheus answers for `expr`."""
@@ -322,8 +373,14 @@ class AlertLab:
 
     def minio_targets_up(self) -> bool:
         answer = get_json(f"{self.prometheus_url}/api/v1/targets?state=active")
-        minio = [t for t in answer["data"]["activeTargets"] if t["labels"]["job"].startswith("minio-")]
+        minio = [t for t in answer["data"]["activeTargets"] if t["labels"]["job"] in MINIO_METRICS_JOBS]
         return len(minio) == 3 * len(self.nodes) and all(t["health"] == "up" for t in minio)
+
+    def health_probes_up(self) -> bool:
+        """Every node's probe scraped through the exporter (`up` is the exporter's, not the node's)."""
+        answer = get_json(f"{self.prometheus_url}/api/v1/targets?state=active")
+        probes = [t for t in answer["data"]["activeTargets"] if t["labels"]["job"] == blackbox_exporter.HEALTH_JOB]
+        return len(probes) == len(self.nodes) and all(t["health"] == "up" for t in probes)
 
     def platform_targets_up(self) -> bool:
         answer = get_json(f"{self.prometheus_url}/api/v1/targets?state=active")
@@ -350,6 +407,7 @@ def alert_lab(workdir: Path, timing: LabTiming = LabTiming()) -> Iterator[AlertL
     """Stand-in nodes, a webhook receiver, and real Alertmanager and Prometheus on their rendered configs."""
     prometheus_binary = require_tool("prometheus")
     alertmanager_binary = require_tool("prometheus-alertmanager")
+    blackbox_binary = require_tool("prometheus-blackbox-exporter")
     state = ClusterState()
     nodes = [StandInNode(index, host, free_port(host), state) for index, host in enumerate(NODE_HOSTS, start=1)]
     services = StandInNode(0, SERVICES_HOST, free_port(SERVICES_HOST), ClusterState())
@@ -358,6 +416,7 @@ def alert_lab(workdir: Path, timing: LabTiming = LabTiming()) -> Iterator[AlertL
     receiver = WebhookReceiver(WEBHOOK_HOST, free_port(WEBHOOK_HOST))
     prometheus_address = f"{PROMETHEUS_HOST}:{free_port(PROMETHEUS_HOST)}"
     alertmanager_address = f"{ALERTMANAGER_HOST}:{free_port(ALERTMANAGER_HOST)}"
+    blackbox_address = f"{BLACKBOX_HOST}:{free_port(BLACKBOX_HOST)}"
     config = lab_config(timing, receiver.url)
 
     rules_dir, data = workdir / "rules", workdir / "data"
@@ -375,7 +434,9 @@ def alert_lab(workdir: Path, timing: LabTiming = LabTiming()) -> Iterator[AlertL
         audit_sink=services_address,
         minio_nodes=tuple((f"minio{node.index}", f"{node.host}:{node.port}") for node in nodes),
         **{field: f"{platform[job].host}:{platform[job].port}" for field, job in (("grafana", "grafana"), ("keycloak", "keycloak"), ("edge_proxy", "edge-proxy"))},
+        blackbox_exporter=blackbox_address,
     )
+    (workdir / "blackbox.yml").write_text(blackbox_exporter.blackbox_yml(config))
     (workdir / "prometheus.yml").write_text(prometheus_yml(config, addresses, str(rules_dir), str(token_file)))
     (workdir / "alertmanager.yml").write_text(alertmanager_yml(config, token_file=None))
 
@@ -395,6 +456,15 @@ def alert_lab(workdir: Path, timing: LabTiming = LabTiming()) -> Iterator[AlertL
                 workdir / "alertmanager.log",
             )
             processes.append(alertmanager)
+            blackbox = _start(
+                [
+                    blackbox_binary,
+                    f"--config.file={workdir / 'blackbox.yml'}",
+                    f"--web.listen-address={blackbox_address}",
+                ],
+                workdir / "blackbox.log",
+            )
+            processes.append(blackbox)
             prometheus = _start(
                 [
                     prometheus_binary,
@@ -409,10 +479,18 @@ def alert_lab(workdir: Path, timing: LabTiming = LabTiming()) -> Iterator[AlertL
             )
             processes.append(prometheus)
             lab = AlertLab(
-                config, nodes, receiver, f"http://{prometheus_address}", f"http://{alertmanager_address}", workdir, platform
+                config,
+                nodes,
+                receiver,
+                f"http://{prometheus_address}",
+                f"http://{alertmanager_address}",
+                workdir,
+                platform,
+                f"http://{blackbox_address}",
             )
             for process, name, url in (
                 (alertmanager, "Alertmanager", f"{lab.alertmanager_url}/-/ready"),
+                (blackbox, "blackbox exporter", f"{lab.blackbox_url}/-/healthy"),
                 (prometheus, "Prometheus", f"{lab.prometheus_url}/-/ready"),
             ):
                 wait_for(
@@ -421,6 +499,7 @@ def alert_lab(workdir: Path, timing: LabTiming = LabTiming()) -> Iterator[AlertL
                     timeout=30,
                 )
             wait_for(lab.minio_targets_up, "every stand-in node scraped and up", timeout=30)
+            wait_for(lab.health_probes_up, "every stand-in node probed through the exporter", timeout=30)
             wait_for(lab.platform_targets_up, "every platform stand-in scraped and up", timeout=30)
             wait_for(
                 lambda: get_json(f"{lab.prometheus_url}/api/v1/alertmanagers")["data"]["activeAlertmanagers"],

@@ -163,7 +163,7 @@ class LabProxy:
         (self.root / "runbook").mkdir(exist_ok=True)
         (self.root / "runbook" / "index.html").write_text(runbook_page(self.config))
         conf = self.root / "nginx.conf"
-        conf.write_text(render_nginx_conf(self.config, self.upstreams, self.runtime, self.buffers))
+        conf.write_text(self.rendered())
         # workers as root: the lab's folders are private to root (the image runs them as 'nginx')
         self.process = subprocess.Popen(
             [nginx, "-p", str(self.root), "-e", str(self.root / "error.log"), "-c", str(conf), "-g", "daemon off; user root;"],
@@ -174,6 +174,10 @@ class LabProxy:
         wait_for_port(PROXY_ADDRESS, self.web_port, self.process)
         wait_for_port(PROXY_ADDRESS, self.admin_port, self.process)
         return self
+
+    def rendered(self) -> str:
+        """The configuration this proxy runs."""
+        return render_nginx_conf(self.config, self.upstreams, self.runtime, self.buffers)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -326,8 +330,8 @@ class SeaweedStandIn:
             self.gateway_processes.append(process)
             self.gateway_endpoints.append(f"{gateway_address}:{port}")
         for endpoint, process in zip(self.gateway_endpoints, self.gateway_processes):
-            host, port = endpoint.split(":")
-            wait_for_port(host, int(port), process)
+            host, listening = endpoint.split(":")
+            wait_for_port(host, int(listening), process)
         return self
 
     def kill_gateway(self, index: int) -> None:

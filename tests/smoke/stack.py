@@ -152,6 +152,8 @@ class FailoverStage:
 
 @dataclass(frozen=True)
 class Layout:
+    """The first pool's figures (the failover test stops its nodes), and what every pool adds."""
+
     nodes: int
     drives_per_node: int
     set_size: int
@@ -159,6 +161,10 @@ class Layout:
     read_quorum: int
     write_quorum: int
     node_loss: tuple[NodeLoss, ...]
+    total_nodes: int
+    """Nodes of every pool: minio1 to minio<total_nodes>."""
+    reported_quorums: tuple[int, int]
+    """(write, read) as MinIO's cluster health reports them: the largest of any pool (erasureServerPools.Health)."""
 
     def expectation(self, nodes_down: int) -> NodeLoss:
         return self.node_loss[nodes_down]
@@ -220,6 +226,9 @@ def parse_layout(data: Any, problems: list[str]) -> Layout | None:
     if not (table[0].reads and table[0].writes):
         problems.append(mismatch("layout.nodeLoss[0]", "reads and writes with every node up", table[0]))
         return None
+    pools = parse_pools(data.get("pools", [data]), problems)
+    if pools is None:
+        return None
     return Layout(
         numbers["nodes"],
         numbers["drivesPerNode"],
@@ -228,7 +237,24 @@ def parse_layout(data: Any, problems: list[str]) -> Layout | None:
         numbers["readQuorum"],
         numbers["writeQuorum"],
         tuple(table),
+        total_nodes=sum(nodes for nodes, _, _ in pools),
+        reported_quorums=(max(write for _, write, _ in pools), max(read for _, _, read in pools)),
     )
+
+
+def parse_pools(data: Any, problems: list[str]) -> list[tuple[int, int, int]] | None:
+    """(nodes, write quorum, read quorum) of each pool of `layout.pools`."""
+    if not isinstance(data, list) or not data:
+        problems.append(mismatch("layout.pools", "a list of pools (ClusterLayout.as_dict())", repr(data)))
+        return None
+    pools = []
+    for index, pool in enumerate(data):
+        figures = [_as_int(pool.get(key)) if isinstance(pool, Mapping) else None for key in ("nodes", "writeQuorum", "readQuorum")]
+        if any(value is None or value < 1 for value in figures):
+            problems.append(mismatch(f"layout.pools[{index}]", "{nodes, writeQuorum, readQuorum} as positive integers", repr(pool)))
+            return None
+        pools.append((figures[0], figures[1], figures[2]))
+    return pools
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +289,7 @@ class StackOutputs:
         return self.containers[node_name(index)]
 
     def minio_nodes(self) -> list[ContainerInfo]:
-        return [self.node(index) for index in range(1, self.layout.nodes + 1)]
+        return [self.node(index) for index in range(1, self.layout.total_nodes + 1)]
 
     def container(self, key: str) -> ContainerInfo:
         if key not in self.containers:
@@ -337,9 +363,9 @@ def parse_outputs(data: Any, source: str = "outputs") -> StackOutputs:
                 continue
             containers[key] = ContainerInfo(key, entry["name"], frozenset(entry["networks"]))
     if layout is not None and containers:
-        missing = [node_name(index) for index in range(1, layout.nodes + 1) if node_name(index) not in containers]
+        missing = [node_name(index) for index in range(1, layout.total_nodes + 1) if node_name(index) not in containers]
         if missing:
-            problems.append(mismatch("containers", f"every MinIO node of the layout ({layout.nodes})", f"no entry for {', '.join(missing)}"))
+            problems.append(mismatch("containers", f"every MinIO node of the layout ({layout.total_nodes})", f"no entry for {', '.join(missing)}"))
 
     networks = data.get("networks")
     if not isinstance(networks, Mapping):

@@ -1,7 +1,9 @@
 """A stand-in for the docker command line, answering from a JSON fixture instead of a daemon.
 
 It answers what the preflight and scripts/deploy ask: `version`, `info`, `network ls|inspect`,
-`ps`, `inspect`, `context inspect [NAME]` (the active `context`, or one of `contexts`), with `--format` templates of the forms `{{json .}}`,
+`ps`, `inspect`, `run ... --mount type=bind,source=P,... IMAGE stat -c '%d %n' TARGET...` (the
+fixture's `host_paths` map each existing directory to its device number; a missing one is refused as
+the daemon refuses it), `context inspect [NAME]` (the active `context`, or one of `contexts`), with `--format` templates of the forms `{{json .}}`,
 `{{json .A.B}}` and `{{.A.B}}`. The fixture may say the daemon is `down` (the CLI's error on
 stderr, exit 1) or that it `hang`s; every call is appended to the fixture's `log` file with the
 DOCKER_HOST it saw. `install` puts it first on a PATH as `docker`.
@@ -88,10 +90,28 @@ def answer(fixture: dict[str, Any], args: list[str]) -> tuple[int, str, str]:
     if command == "ps":
         listed = [c for c in fixture.get("containers", []) if "--all" in args or c.get("State", {}).get("Running")]
         return 0, "".join(f"{container['Id']}\n" for container in listed), ""
+    if command == "run":
+        return _run_stat(fixture, args)
     if command == "inspect":
         by_id = {container["Id"]: container for container in fixture.get("containers", [])}
         return 0, json.dumps([by_id[i] for i in words[1:]]) + "\n", ""
     return 1, "", f"fake docker: no answer for {args}\n"
+
+
+def _run_stat(fixture: dict[str, Any], args: list[str]) -> tuple[int, str, str]:
+    """`stat -c '%d %n'` over bind mounts, as the daemon and busybox answer it."""
+    host_paths: dict[str, int] = fixture.get("host_paths", {})
+    mounts = {}
+    for index, arg in enumerate(args):
+        if arg == "--mount":
+            fields = dict(part.partition("=")[::2] for part in args[index + 1].split(","))
+            if fields["source"] not in host_paths:
+                # moby: errMountConfig wrapping errBindSourceDoesNotExist; the CLI prefixes "docker: "
+                message = f'invalid mount config for type "bind": bind source path does not exist: {fields["source"]}'
+                return 125, "", f"docker: Error response from daemon: {message}\n"
+            mounts[fields["target"]] = host_paths[fields["source"]]
+    targets = args[args.index("%d %n") + 1 :]
+    return 0, "".join(f"{mounts[target]} {target}\n" for target in targets), ""
 
 
 def main(args: list[str]) -> int:

@@ -40,6 +40,7 @@ class Deployment:
     resources: list[Registration]
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
 
     def of_type(self, type_token: str) -> list[Registration]:
         return [r for r in self.resources if r.type == type_token]
@@ -54,11 +55,6 @@ class Deployment:
         network = self.named(f"{segment}-net", NETWORK)
         return str(network.inputs["ipamConfigs"][0]["subnet"])
 
-    def subnet(self, segment: str) -> str:
-        """The subnet the program gave the stack's `segment` network ('storage', 'edge', ...)."""
-        network = self.named(f"{segment}-net", "docker:index/network:Network")
-        return str(network.inputs["ipamConfigs"][0]["subnet"])
-
     def urn_of(self, registration: Registration) -> str:
         return registration.urn
 
@@ -69,12 +65,15 @@ def deploy(
     secrets: Mapping[str, str] | None = None,
     plain: Mapping[str, str] | None = None,
     operator_tls: bool = True,
+    previous: Mapping[str, Any] | None = None,
 ) -> Deployment:
     """Run the program for `stack` (its Pulumi.<stack>.yaml plus `overrides`, keys without namespace).
 
     `secrets` are set as Pulumi secrets, `plain` as ordinary (unencrypted) config values.
     `operator_tls` also sets a throwaway tlsCertificate/tlsPrivateKey pair as secrets and
     edge.publicHost, as an operator must before deploying prod (whose TLS mode defaults to 'provided').
+    `previous` are the outputs of the stack's last update, as the engine would read them back ({}:
+    never updated).
     Raises what the program raises; `last_monitor.registrations` then shows what was created.
     """
     values, _ = read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
@@ -87,14 +86,14 @@ def deploy(
         overrides["edge"] = {"publicHost": "localhost", **edge}
     for key, value in {**(overrides or {}), **(plain or {}), **secrets}.items():
         config[f"{PROJECT}:{key}"] = config_text(value)
-    monitor = RecordingMonitor(PlatformMocks())
+    monitor = RecordingMonitor(PlatformMocks(previous))
     global last_monitor
     last_monitor = monitor
     # as the engine runs it: with the directory of `main` as working directory (pulumi/pulumi
     # pkg/engine/project.go `getPwdMain`), where provider plugins resolve relative paths too
     with contextlib.chdir(engine_working_directory()):
         run = run_program(stack, config, [f"{PROJECT}:{key}" for key in secrets], monitor)
-    return Deployment(run.registrations, run.outputs, run.secret_outputs)
+    return Deployment(run.registrations, run.outputs, run.secret_outputs, run.warnings)
 
 
 def engine_working_directory() -> Path:

@@ -22,10 +22,11 @@ from tests.unit.pulumi_harness import Deployment, Registration, deploy
 CONTAINER = "docker:index/container:Container"
 IMAGE = "docker:index/remoteImage:RemoteImage"
 STACKS = ["dev", "staging", "prod"]
-SERVICES = ["prometheus", "alertmanager", "loki", "docker-api-proxy", "alloy", "grafana", "audit-sink"]
+SERVICES = ["prometheus", "alertmanager", "blackbox-exporter", "loki", "docker-api-proxy", "alloy", "grafana", "audit-sink"]
 NETWORKS = {
     "prometheus": {"storage", "monitoring"},
     "alertmanager": {"monitoring"},
+    "blackbox-exporter": {"storage"},
     "loki": {"monitoring"},
     "docker-api-proxy": {"monitoring"},
     "alloy": {"monitoring"},
@@ -320,3 +321,33 @@ def test_platform_health_is_provisioned_beside_the_overview(deployment: Deployme
     dashboard = json.loads(files["/etc/grafana/dashboards/platform-health.json"])
     assert (dashboard["uid"], dashboard["title"]) == ("platform-health", "Platform health")
     assert json.loads(files["/etc/grafana/dashboards/minio-overview.json"])["uid"] == "minio-overview"
+
+
+def test_the_blackbox_exporter_probes_minio_health_from_storage_net_with_the_pinned_image(deployment: Deployment) -> None:
+    from infra.config.images import BLACKBOX_EXPORTER
+    from infra.monitoring.blackbox_exporter import blackbox_yml
+
+    prefix = deployment.outputs["name"]
+    exporter = container(deployment, "blackbox-exporter")
+    assert deployment.named("blackbox-exporter-image", IMAGE).inputs["name"] == BLACKBOX_EXPORTER.reference
+    assert exporter.inputs["image"].startswith("sha256:")
+    # on storage-net only, at its fixed address: the segment of the MinIO nodes and of Prometheus' scrapes
+    [network] = exporter.inputs["networksAdvanced"]
+    assert network["name"] == f"{prefix}-storage-net" and network["aliases"] == ["blackbox-exporter"]
+    assert network["ipv4Address"] == host_address(deployment.subnet("storage"), "blackbox-exporter")
+    # nothing published, nothing kept, no credentials of any kind
+    assert not exporter.inputs.get("ports") and not exporter.inputs.get("volumes")
+    assert exporter.inputs["user"] == "65534:65534"
+    config = load_stack(deployment.outputs["environment"], None)
+    assert uploads(deployment, "blackbox-exporter") == {"/etc/blackbox_exporter/blackbox.yml": blackbox_yml(config)}
+    assert exporter.inputs["command"] == ["--config.file=/etc/blackbox_exporter/blackbox.yml", "--web.listen-address=:9115"]
+    assert exporter.inputs["healthcheck"]["tests"] == ["CMD", "wget", "-q", "-O", "/dev/null", "http://localhost:9115/-/healthy"]
+    labels = {label["label"]: label["value"] for label in exporter.inputs["labels"]}
+    assert labels["io.minio-platform.service"] == "blackbox-exporter"
+    # Prometheus reaches it by that alias, on the network they share
+    document = yaml.safe_load(uploads(deployment, "prometheus")["/etc/prometheus/prometheus.yml"])
+    [job] = [job for job in document["scrape_configs"] if job["job_name"] == "minio-health"]
+    [address] = [rule["replacement"] for rule in job["relabel_configs"] if rule["target_label"] == "__address__"]
+    assert address == "blackbox-exporter:9115"
+    prometheus_networks = {n["name"] for n in attachments(deployment)["prometheus"]}
+    assert network["name"] in prometheus_networks

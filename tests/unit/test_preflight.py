@@ -353,3 +353,51 @@ def test_prod_without_its_operator_inputs_is_checked_with_throwaway_values_and_s
         "  info: Pulumi.prod.yaml does not set edge.publicHost, tlsCertificate, tlsPrivateKey yet; the preflight assumed "
         "throwaway values (no figure it checks depends on them), the deploy will ask for them"
     ) in result.stdout.splitlines()
+
+
+# --- drives on their own disks (storage.drivePaths) ---------------------------------------------
+
+DRIVE_PATHS = [f"/srv/disk{node}{drive}/minio" for node in range(1, 5) for drive in "ab"]
+
+
+@pytest.fixture(scope="module")
+def on_disks(tmp_path_factory: pytest.TempPathFactory) -> Inventory:
+    source = ROOT / "Pulumi.dev.yaml"
+    stack_file = tmp_path_factory.mktemp("stack") / "Pulumi.dev.yaml"
+    text = source.read_text().replace("    drivesPerNode: 2\n", "    drivesPerNode: 2\n    drivePaths: [" + ", ".join(DRIVE_PATHS) + "]\n", 1)
+    assert text != source.read_text(), "the dev stack file no longer has the line this fixture extends"
+    stack_file.write_text(text)
+    return inventory("dev", stack_file)
+
+
+def test_drive_directories_on_disks_of_their_own_pass(tmp_path: Path, on_disks: Inventory, port_keys: dict[int, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    fixture = {**clean_host(on_disks, tmp_path), "host_paths": {path: 2049 + index for index, path in enumerate(DRIVE_PATHS)}}
+    report = check(fixture, on_disks, port_keys, tmp_path, monkeypatch)
+    assert "storage.drivePaths: the 8 drive directories exist, each on a filesystem of its own" in [f.text for f in report.findings]
+    assert not report.problems and not report.warnings
+
+
+def test_a_missing_drive_directory_is_a_problem_naming_it(tmp_path: Path, on_disks: Inventory, port_keys: dict[int, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    host_paths = {path: 2049 + index for index, path in enumerate(DRIVE_PATHS) if path != DRIVE_PATHS[5]}
+    report = check({**clean_host(on_disks, tmp_path), "host_paths": host_paths}, on_disks, port_keys, tmp_path, monkeypatch)
+    assert problems(report) == [
+        f"storage.drivePaths: {DRIVE_PATHS[5]} does not exist on the Docker host (unix:///var/run/docker.sock); mount the drive's "
+        "disk there and create the directory (the drives after it are checked once it exists)"
+    ]
+
+
+def test_drive_directories_sharing_a_filesystem_are_a_warning_naming_them(tmp_path: Path, on_disks: Inventory, port_keys: dict[int, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # minio1's two drives on one disk, the rest apart
+    host_paths = {path: 2049 + index for index, path in enumerate(DRIVE_PATHS)} | {DRIVE_PATHS[1]: 2049}
+    report = check({**clean_host(on_disks, tmp_path), "host_paths": host_paths}, on_disks, port_keys, tmp_path, monkeypatch)
+    assert [f.text for f in report.warnings] == [
+        f"storage.drivePaths: {DRIVE_PATHS[0]}, {DRIVE_PATHS[1]} are on one filesystem: losing that disk loses all of those drives "
+        "at once, so this layout survives no disk loss; give each drive a directory on a disk of its own"
+    ]
+    assert not report.problems
+
+
+def test_without_drive_paths_the_preflight_runs_no_container(tmp_path: Path, dev: Inventory, port_keys: dict[int, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "calls.log"
+    check({**clean_host(dev, tmp_path), "log": str(log)}, dev, port_keys, tmp_path, monkeypatch)
+    assert not [line for line in log.read_text().splitlines() if '"run"' in line]

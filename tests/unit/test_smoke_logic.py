@@ -1,6 +1,6 @@
 """The smoke suite offline: it collects and skips without a deployment, and its pure logic is right.
 
-Expectations come from the outputs the program exports (ErasureLayout.as_dict(), as
+Expectations come from the outputs the program exports (ClusterLayout.as_dict(), as
 infra/program.py exports it), so the layouts here are built the same way. Containers are
 stood in for by FakeContainer, a stand-in that only records stop and start calls.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import re2
 
-from infra.quorum import ErasureLayout
+from infra.quorum import ClusterLayout
 from tests.conftest import ROOT
 from tests.smoke import stack as smoke
 from tests.smoke.stack import (
@@ -37,17 +37,21 @@ from tests.smoke.stack import (
 SMOKE_ENV = [smoke.ENV_OUTPUTS, smoke.ENV_STACK, smoke.ENV_FAILOVER, smoke.ENV_PROD_CONSENT, smoke.ENV_LEDGER, smoke.ENV_CA_BUNDLE]
 
 
-def outputs_for(nodes: int, drives: int, parity: int | None = None, environment: str = "dev", **extra: Any) -> dict[str, Any]:
+def outputs_for(
+    nodes: int, drives: int, parity: int | None = None, environment: str = "dev", pools: tuple[tuple[int, int], ...] = (), **extra: Any
+) -> dict[str, Any]:
     """Outputs shaped as `pulumi stack output --json --show-secrets` prints them for this layout."""
     name = f"minio-{environment}"
+    layout = ClusterLayout.plan([(nodes, drives), *pools], parity)
     containers = {
-        f"minio{index}": {"name": f"{name}-minio{index}", "networks": [f"{name}-storage-net"]} for index in range(1, nodes + 1)
+        f"minio{index}": {"name": f"{name}-minio{index}", "networks": [f"{name}-storage-net"]}
+        for index in range(1, layout.total_nodes + 1)
     }
     containers["prometheus"] = {"name": f"{name}-prometheus", "networks": [f"{name}-monitoring-net", f"{name}-storage-net"]}
     return {
         "environment": environment,
         "name": name,
-        "layout": ErasureLayout.plan(nodes, drives, parity).as_dict(),
+        "layout": layout.as_dict(),
         "containers": containers,
         "networks": {segment: f"{name}-{segment}-net" for segment in ("storage", "monitoring", "database", "edge")},
         "endpoints": {"s3": "https://localhost:9443", "prometheusInternal": "http://prometheus:9090"},
@@ -120,6 +124,18 @@ def test_every_smoke_test_is_marked_smoke() -> None:
 # --- expectations from the exported quorum table ---------------------------------------------
 
 FACTS_TABLE = [(0, True, True), (1, True, True), (2, True, False), (3, False, False), (4, False, False)]
+
+
+def test_a_second_pool_adds_its_nodes_and_the_largest_quorum_is_the_one_minio_reports() -> None:
+    outputs = outputs_for(4, 2, pools=((4, 4),))
+    stack = parse_outputs(outputs)
+    assert stack.layout.total_nodes == 8 and [node.key for node in stack.minio_nodes()][-1] == "minio8"
+    # pool 1: sets of 8 at EC:4 (write 5, read 4); pool 2: one set of 16 at EC:4 (write 12, read 12)
+    assert stack.layout.reported_quorums == (12, 12)
+    assert (stack.layout.write_quorum, stack.layout.read_quorum) == (5, 4), "the failover table stays the first pool's"
+    del outputs["containers"]["minio7"]
+    with pytest.raises(OutputsError, match="every MinIO node of the layout \\(8\\).*minio7"):
+        parse_outputs(outputs)
 
 
 @pytest.mark.parametrize(("nodes", "drives"), [(4, 1), (4, 2)])

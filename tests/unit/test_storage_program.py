@@ -6,7 +6,7 @@ import pytest
 
 from infra.config import ConfigError
 from infra.config.storage import DEFAULT_MINIO_IMAGE
-from infra.quorum import ErasureLayout
+from infra.quorum import ClusterLayout
 from tests.unit import pulumi_harness
 from tests.unit.pulumi_harness import Deployment, deploy
 
@@ -130,7 +130,7 @@ def test_generated_credentials_come_from_pulumi_random(deployment: Deployment) -
 
 
 def test_layout_output_is_the_quorum_model(deployment: Deployment) -> None:
-    assert deployment.outputs["layout"] == ErasureLayout.plan(4, 2).as_dict()
+    assert deployment.outputs["layout"] == ClusterLayout.plan([(4, 2)]).as_dict()
 
 
 def test_data_volumes_are_protected_and_retained_on_prod_only() -> None:

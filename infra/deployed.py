@@ -1,0 +1,116 @@
+"""The stack as its last update left it: its own outputs, read through the engine before any resource.
+
+Two decisions need the previous deployment: an update must not reshape a server pool that holds data
+(MinIO reads a pool's erasure sets from its drives), and an update that replaces the MinIO nodes must
+say so before it starts. Both compare the stack's previous outputs with what this run would deploy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from infra.config import StackConfig
+from infra.quorum import ClusterLayout
+from infra.storage import node_name, server_command
+
+# the engine's builtin provider answers this from the backend's latest checkpoint of the named stack
+# (pulumi/pulumi pkg/resource/deploy/builtins.go `readStackReference`: `outputs` is empty before the
+# first update); the root stack resource keeps its previous outputs until the program ends and
+# registers new ones, so reading our own stack at the start sees the last update's outputs
+READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
+
+
+def own_stack_name() -> str:
+    """organization/project/stack: the name a stack reference to this stack takes (the local backend's org is 'organization')."""
+    return f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+
+
+def previous_outputs() -> dict[str, Any] | None:
+    """The outputs of this stack's last update, {} before its first one; None when the backend cannot say."""
+    try:
+        result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": own_stack_name()})
+    except Exception as error:  # noqa: BLE001 - any engine or backend failure means "unknown"
+        pulumi.log.warn(f"the stack's previous outputs could not be read ({error}): its deployed pools are not checked")
+        return None
+    return dict((result.value or {}).get("outputs") or {})
+
+
+@dataclass(frozen=True)
+class DeployedComparison:
+    """What this update would do to the MinIO cluster the stack last deployed."""
+
+    refusals: list[str]
+    notices: list[str]
+
+
+def compare_with_deployed(config: StackConfig, previous: dict[str, Any] | None) -> DeployedComparison:
+    """Refusals (a deployed pool would change or go) and notices (every node will be replaced, and why)."""
+    if not previous or "layout" not in previous:
+        return DeployedComparison([], [])
+    layout = config.storage.layout()
+    refusals = [f"storage.pools: {problem}" for problem in layout.changes_from(previous["layout"])]
+    refusals += [f"storage.drivePaths: {problem}" for problem in moved_drives(config, previous)]
+    if refusals and config.storage.allow_layout_change:
+        notices = [f"storage.allowLayoutChange is set, so this goes ahead: {problem}" for problem in refusals]
+        refusals = []
+    else:
+        notices = []
+    notices += node_replacements(config, layout, previous)
+    return DeployedComparison(refusals, notices)
+
+
+def drive_placement(config: StackConfig) -> dict[str, list[str | None]]:
+    """Where each node's drives live: a host directory, or None for a volume under Docker's data root."""
+    storage = config.storage
+    return {
+        node_name(index): [storage.drive_path(index, drive) for drive in range(1, pool.layout.drives_per_node + 1)]
+        for pool in storage.layout().pools
+        for index in pool.nodes
+    }
+
+
+def moved_drives(config: StackConfig, previous: dict[str, Any]) -> list[str]:
+    """Deployed drives whose volume would change place: the volume is replaced, and its data stays behind."""
+    # a stack deployed before drivePaths existed keeps every drive in a volume Docker manages
+    deployed = previous.get("drivePaths") or {}
+    now = drive_placement(config)
+    problems = []
+    for node, placements in now.items():
+        for drive, placement in enumerate(placements, start=1):
+            if node not in deployed and node not in previous.get("containers", {}):
+                continue  # a node this update adds
+            old_places = deployed.get(node) or []
+            old = old_places[drive - 1] if drive <= len(old_places) else None
+            if old != placement:
+                problems.append(
+                    f"{node}'s drive {drive} is deployed {describe_place(old)} and would move {describe_place(placement)}: "
+                    "its volume would be replaced and the data left behind (a volume under Docker's data root is deleted "
+                    "with it); copy the data over with the node stopped, then set storage.allowLayoutChange for that update"
+                )
+    return problems
+
+
+def describe_place(path: str | None) -> str:
+    return f"on {path}" if path else "under Docker's data root"
+
+
+def node_replacements(config: StackConfig, layout: ClusterLayout, previous: dict[str, Any]) -> list[str]:
+    """Why every MinIO node container is replaced by this update, if it is (image or server command)."""
+    reasons = []
+    deployed_image = previous.get("minioImage")
+    if deployed_image and deployed_image != config.storage.image:
+        reasons.append(f"the MinIO image changes from {deployed_image} to {config.storage.image}")
+    deployed_command = previous.get("minioCommand")
+    if deployed_command and list(deployed_command) != server_command(layout):
+        added = len(layout.pools) - len(previous.get("layout", {}).get("pools") or [None])
+        reasons.append(f"the server command changes ({added} pool(s) added)" if added > 0 else "the server command changes")
+    if not reasons:
+        return []
+    return [
+        f"{' and '.join(reasons)}: every MinIO node (minio1..{layout.total_nodes}) is replaced in this update, all at "
+        "once, so the S3 API is unavailable until the new nodes have started and formed quorum again (see the "
+        "README, 'Upgrades'); scripts/deploy exports the configuration before it and runs the smoke tests after"
+    ]
