@@ -126,7 +126,7 @@ def test_every_proxied_location_sets_host_and_forwarded_headers_itself() -> None
     config = parse_stack_config("dev", {})
     proxied = [block for block in nginx_blocks(render_nginx_conf(config)) if block.kind == "location" and block.has("proxy_pass")]
     assert {(listener_of(config, block), block.argument) for block in proxied} == {
-        ("s3", "/"), ("s3", "/minio/admin"), ("admin", "/"),
+        ("s3", "/"), ("s3", "/minio/admin"), ("s3", "/minio/kms"), ("admin", "/"),
         ("web", "/minio-console/"), ("web", "/minio-console/api/v1/login"),
         ("web", "~ ^/minio-console/api/v1/buckets/[^/]+/objects/upload$"),
         ("web", "/monitoring/grafana/"), ("web", "/monitoring/grafana/login"),
@@ -409,7 +409,7 @@ def effective(block: Block, name: str) -> str:
     raise AssertionError(f"{name} is not written in the rendered configuration: the memory bound counts only what it states")
 
 
-S3_LOCATIONS = [("s3", "/"), ("s3", "/minio/admin"), ("admin", "/")]
+S3_LOCATIONS = [("s3", "/"), ("s3", "/minio/admin"), ("s3", "/minio/kms"), ("admin", "/")]
 
 
 @pytest.mark.parametrize("stack", STACKS)
