@@ -1,8 +1,9 @@
 """The stack as its last update left it: its own outputs, read through the engine before any resource.
 
-Two decisions need the previous deployment: an update must not reshape a server pool that holds data
-(MinIO reads a pool's erasure sets from its drives), and an update that replaces the MinIO nodes must
-say so before it starts. Both compare the stack's previous outputs with what this run would deploy.
+Three decisions need the previous deployment: an update must not reshape a server pool that holds
+data (MinIO reads a pool's erasure sets from its drives), must not move a deployed drive (its volume
+would be replaced and the data left behind), and must say so before it replaces every MinIO node.
+Each compares the stack's previous outputs with what this run would deploy.
 """
 
 from __future__ import annotations
