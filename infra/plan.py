@@ -240,7 +240,7 @@ def pool_lines(pools: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def plan_of(stack: str, offline: OfflineRun, previous: dict[str, Any] | None = None) -> Plan:
+def plan_of(stack: str, offline: OfflineRun, notices: tuple[str, ...] = ()) -> Plan:
     outputs = offline.run.outputs
     inventory = inventory_of(stack, offline.run.registrations, offline.assumed)
     return Plan(
@@ -251,7 +251,7 @@ def plan_of(stack: str, offline: OfflineRun, previous: dict[str, Any] | None = N
         layout=dict(outputs["layout"]),
         endpoints={str(key): str(url) for key, url in outputs["endpoints"].items()},
         credentials=tuple(sorted(offline.run.secret_outputs)),
-        notices=tuple(compare_with_deployed(offline.config, previous).notices),
+        notices=notices,
     )
 
 
@@ -262,10 +262,10 @@ def plan(stack: str, config_file: Path | None = None, previous: dict[str, Any] |
     what the deploy would refuse, and says what the update does to the MinIO nodes.
     """
     offline = offline_run(stack, config_file)
-    refusals = compare_with_deployed(offline.config, previous).refusals
-    if refusals:
-        raise ConfigError(stack, refusals)
-    return plan_of(stack, offline, previous)
+    deployed = compare_with_deployed(offline.config, previous)
+    if deployed.refusals:
+        raise ConfigError(stack, deployed.refusals)
+    return plan_of(stack, offline, tuple(deployed.notices))
 
 
 SIZING_HEADER = (
