@@ -67,9 +67,8 @@ def drive_placement(config: StackConfig) -> dict[str, list[str | None]]:
     """Where each node's drives live: a host directory, or None for a volume under Docker's data root."""
     storage = config.storage
     return {
-        node_name(index): [storage.drive_path(index, drive) for drive in range(1, pool.layout.drives_per_node + 1)]
-        for pool in storage.layout().pools
-        for index in pool.nodes
+        node_name(index): [storage.drive_path(index, drive) for drive in range(1, drive_count + 1)]
+        for index, drive_count in storage.layout().node_drives()
     }
 
 

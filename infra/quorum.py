@@ -199,6 +199,10 @@ class ClusterLayout:
     def total_nodes(self) -> int:
         return sum(pool.layout.nodes for pool in self.pools)
 
+    def node_drives(self) -> list[tuple[int, int]]:
+        """(node, drives of that node) for every node of every pool, in node order: minio1 first."""
+        return [(node, pool.layout.drives_per_node) for pool in self.pools for node in pool.nodes]
+
     def as_dict(self) -> dict[str, Any]:
         """The first pool's figures at the top (what the smoke suite's failover stops nodes of), then every pool."""
         return {**self.first.as_dict(), "totalNodes": self.total_nodes, "pools": [pool.as_dict() for pool in self.pools]}

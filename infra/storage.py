@@ -81,7 +81,7 @@ class MinioCluster(Tier):
         layout = storage.layout()
         command = server_command(layout)
         # data outlives every update; on prod (or when asked) it also outlives a destroy
-        for pool, index in ((pool, index) for pool in layout.pools for index in pool.nodes):
+        for index, drive_count in layout.node_drives():
             node = node_name(index)
             drives = [
                 docker.ContainerVolumeArgs(
@@ -90,7 +90,7 @@ class MinioCluster(Tier):
                     ).name,
                     container_path=f"{DATA_ROOT}{drive}",
                 )
-                for drive in range(1, pool.layout.drives_per_node + 1)
+                for drive in range(1, drive_count + 1)
             ]
             self.container(
                 ContainerSpec(

@@ -109,13 +109,9 @@ class StorageSettings(Settings):
         """The host directory of `node`'s `drive` (both 1-based), None for a volume Docker keeps."""
         if self.drive_paths is None:
             return None
-        shapes = pool_shapes(self.nodes, self.drives_per_node, self.pools)
-        index, first = 0, 1
-        for nodes, drives in shapes:
-            if node < first + nodes:
-                return self.drive_paths[index + (node - first) * drives + drive - 1]
-            index, first = index + nodes * drives, first + nodes
-        raise IndexError(f"no node {node} in the layout")
+        # node-major: every drive of the nodes before this one comes first
+        before = sum(count for index, count in self.layout().node_drives() if index < node)
+        return self.drive_paths[before + drive - 1]
 
     @property
     def total_nodes(self) -> int:
