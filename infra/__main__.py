@@ -102,7 +102,7 @@ def render(args: argparse.Namespace) -> int:
     out: Path = args.out
     _writable_empty_folder(out)
     # secrets exist only at deploy time; offline they are marked throwaway values
-    files = render_stack_files(config, SecretValues.throwaway())
+    files = render_stack_files(config, SecretValues.throwaway(nodes_on_hosts=len(config.storage.hosts or [])))
     try:
         for item in files:
             target = out / item.path
@@ -141,14 +141,16 @@ def preflight(args: argparse.Namespace) -> int:
     stack = args.stack
     config, values, _ = stack_config(stack, args.config_file)
     port_keys = {port: f"edge.{key}" for key, port in config.edge.published_ports().items()}
-    report = check_host(inventory(stack, args.config_file), port_keys, values, args.timeout)
-    print(f"preflight of stack {stack!r} on {report.target.endpoint} ({report.target.source}):")
+    report = check_host(inventory(stack, args.config_file), port_keys, values, args.timeout, hosts=config.storage.hosts or ())
+    nodes = f" and the {len(report.node_hosts)} node hosts of storage.hosts" if report.node_hosts else ""
+    where = report.target.endpoint + nodes
+    print(f"preflight of stack {stack!r} on {report.target.endpoint} ({report.target.source}){nodes}:")
     for finding in report.findings:
         print(f"  {finding}")
     sys.stdout.flush()
     if report.problems:
         print(
-            f"error: the preflight found {len(report.problems)} problem(s) on {report.target.endpoint}; "
+            f"error: the preflight found {len(report.problems)} problem(s) on {where}; "
             f"fix them and run scripts/preflight {stack} again (nothing was changed)",
             file=sys.stderr,
         )

@@ -19,8 +19,10 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
+from infra.cluster_ca import ca_certificate, ca_files
 from infra.config import StackConfig
 from infra.container import Attachment, ContainerSpec, Healthcheck
+from infra.hosts import CA_FILE, node_host_entries
 from infra.identity import POSTGRES_DATABASE, POSTGRES_PORT, POSTGRES_USER, postgres_user
 from infra.rendering import RenderedFile
 from infra.secrets import SecretValues
@@ -64,13 +66,24 @@ def backup_command(config: StackConfig, postgres_host: str) -> list[str]:
         "--pg-user", POSTGRES_USER,
         "--heartbeat", HEARTBEAT_FILE,
         "--no-progress",
+        *node_trust(config),
     ]
 
 
-def backup_environment(secrets: SecretValues) -> list[str]:
+def node_trust(config: StackConfig) -> list[str]:
+    """With nodes on hosts of their own, the option that trusts the stack's CA for the connection to minio1."""
+    return ["--ca-file", CA_FILE] if config.storage.multi_host else []
+
+
+def node_endpoint(config: StackConfig) -> str:
+    """minio1's S3 API: over TLS when it runs on a host of its own."""
+    return f"{'https' if config.storage.multi_host else 'http'}://{node_name(1)}:{API_PORT}"
+
+
+def backup_environment(config: StackConfig, secrets: SecretValues) -> list[str]:
     """The service's connection settings, credentials included, as the lines of its settings file."""
     return [
-        f"OPS_ENDPOINT=http://{node_name(1)}:{API_PORT}",
+        f"OPS_ENDPOINT={node_endpoint(config)}",
         f"OPS_ACCESS_KEY={BACKUP_SERVICE_USER}",
         f"OPS_SECRET_KEY={secrets.backup_service_secret_key}",
         f"PGPASSWORD={secrets.postgres_password}",
@@ -81,8 +94,8 @@ def backup_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFil
     """The settings file, read through OPS_ENV_FILE: neither the command line nor `docker inspect` shows it."""
     if not config.backup.enabled:
         return []
-    content = "\n".join(backup_environment(secrets)) + "\n"
-    return [RenderedFile("backup/ops.env", SETTINGS_FILE, content, secret=True)]
+    content = "\n".join(backup_environment(config, secrets)) + "\n"
+    return [RenderedFile("backup/ops.env", SETTINGS_FILE, content, secret=True), *ca_files("backup", ca_certificate(config, secrets))]
 
 
 def ops_image(tier: Tier, service: str) -> docker.RemoteImage:
@@ -144,6 +157,7 @@ class ScheduledBackup(Tier):
                 ],
                 healthcheck=heartbeat_check(HEARTBEAT_FILE),
                 memory_mb=config.backup.memory_mb,
+                hosts=node_host_entries(config),
             )
         )
         self.register_outputs({"backup": container.name})
@@ -160,6 +174,7 @@ def mirror_command(config: StackConfig) -> list[str]:
         "--part-size-mib", str(replication.part_size_mib),
         "--heartbeat", MIRROR_HEARTBEAT_FILE,
         "--no-progress",
+        *node_trust(config),
     ]
     command += ["--delete"] if replication.deletes else []
     command += ["--all-versions"] if replication.all_versions else []
@@ -167,10 +182,10 @@ def mirror_command(config: StackConfig) -> list[str]:
     return command + replication.bucket_names(config.buckets)
 
 
-def mirror_environment(secrets: SecretValues) -> list[str]:
+def mirror_environment(config: StackConfig, secrets: SecretValues) -> list[str]:
     """The mirror's credentials for both ends, as the lines of its settings file."""
     return [
-        f"OPS_ENDPOINT=http://{node_name(1)}:{API_PORT}",
+        f"OPS_ENDPOINT={node_endpoint(config)}",
         f"OPS_ACCESS_KEY={MIRROR_SERVICE_USER}",
         f"OPS_SECRET_KEY={secrets.mirror_service_secret_key}",
         f"OPS_TARGET_ACCESS_KEY={secrets.replication_target_access_key}",
@@ -182,7 +197,8 @@ def mirror_files(config: StackConfig, secrets: SecretValues) -> list[RenderedFil
     """The settings file, read through OPS_ENV_FILE, and the target's CA certificate when one is given."""
     if config.replication is None:
         return []
-    files = [RenderedFile("mirror/ops.env", SETTINGS_FILE, "\n".join(mirror_environment(secrets)) + "\n", secret=True)]
+    files = [RenderedFile("mirror/ops.env", SETTINGS_FILE, "\n".join(mirror_environment(config, secrets)) + "\n", secret=True)]
+    files += ca_files("mirror", ca_certificate(config, secrets))
     if config.replication.ca_certificate:
         files.append(RenderedFile("mirror/target-ca.pem", TARGET_CA_FILE, config.replication.ca_certificate))
     return files
@@ -210,6 +226,7 @@ class ScheduledMirror(Tier):
                 networks=[Attachment(segments.storage.network), Attachment(segments.edge.network)],
                 healthcheck=heartbeat_check(MIRROR_HEARTBEAT_FILE),
                 memory_mb=replication.memory_mb,
+                hosts=node_host_entries(config),
             )
         )
         self.register_outputs({"mirror": container.name})

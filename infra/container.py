@@ -94,12 +94,19 @@ class ContainerSpec:
     """Added back after every capability is dropped: only what the image's own start-up needs."""
     stop_grace_seconds: int = 30
     wait_until_healthy: bool = True
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    """Extra `hosts` entries, name to address: how a container on one host names a node on another."""
 
 
-def pinned_image(resource_name: str, reference: str, parent: pulumi.Resource) -> docker.RemoteImage:
-    """Pull an already validated, pinned image reference; kept locally so a destroy does not delete it."""
+def pinned_image(
+    resource_name: str, reference: str, parent: pulumi.Resource, provider: docker.Provider | None = None
+) -> docker.RemoteImage:
+    """Pull an already validated, pinned image reference; kept locally so a destroy does not delete it.
+
+    `provider` is the Docker host to pull on (another node's host); None is the stack's own.
+    """
     return docker.RemoteImage(
-        resource_name, name=reference, keep_locally=True, opts=pulumi.ResourceOptions(parent=parent)
+        resource_name, name=reference, keep_locally=True, opts=pulumi.ResourceOptions(parent=parent, provider=provider)
     )
 
 
@@ -110,6 +117,7 @@ def data_volume(
     naming: Naming,
     parent: pulumi.Resource,
     device: str | None = None,
+    provider: docker.Provider | None = None,
     **labels: str,
 ) -> docker.Volume:
     """A named volume for data that outlives every update: its name depends only on the stack and `name`.
@@ -126,7 +134,7 @@ def data_volume(
         labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in naming.labels(service, **labels).items()],
         driver="local" if device else None,
         driver_opts={"type": "none", "o": "bind", "device": device} if device else None,
-        opts=pulumi.ResourceOptions(parent=parent, protect=keep, retain_on_delete=keep),
+        opts=pulumi.ResourceOptions(parent=parent, protect=keep, retain_on_delete=keep, provider=provider),
     )
 
 
@@ -136,6 +144,7 @@ def service_container(
     naming: Naming,
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Resource] = (),
+    provider: docker.Provider | None = None,
 ) -> docker.Container:
     runtime = config.containers
     return docker.Container(
@@ -150,6 +159,7 @@ def service_container(
         volumes=list(spec.volumes) or None,
         ports=list(spec.ports) or None,
         networks_advanced=[attachment.args() for attachment in spec.networks],
+        hosts=[docker.ContainerHostArgs(host=name, ip=address) for name, address in spec.hosts.items()] or None,
         labels=[
             docker.ContainerLabelArgs(label=key, value=value)
             for key, value in naming.labels(spec.service, **spec.labels).items()
@@ -172,6 +182,7 @@ def service_container(
         wait_timeout=300,
         opts=pulumi.ResourceOptions(
             parent=parent,
+            provider=provider,
             depends_on=list(depends_on),
             delete_before_replace=True,
             replace_on_changes=["healthcheck"],

@@ -1,8 +1,9 @@
 """The stack as its last update left it: its own outputs, read through the engine before any resource.
 
 Three decisions need the previous deployment: an update must not reshape a server pool that holds
-data (MinIO reads a pool's erasure sets from its drives), must not move a deployed drive (its volume
-would be replaced and the data left behind), and must say so before it replaces every MinIO node.
+data (MinIO reads a pool's erasure sets from its drives), must not move a deployed drive or node
+(its volume would be replaced, or left on the old host, and the data left behind), and must say so
+before it replaces every MinIO node.
 Each compares the stack's previous outputs with what this run would deploy.
 """
 
@@ -15,7 +16,8 @@ import pulumi
 
 from infra.config import StackConfig
 from infra.quorum import ClusterLayout
-from infra.storage import node_name, server_command
+from infra.hosts import node_hosts_output
+from infra.storage import node_name, stack_server_command
 
 # the engine's builtin provider answers this from the backend's latest checkpoint of the named stack
 # (pulumi/pulumi pkg/resource/deploy/builtins.go `readStackReference`: `outputs` is empty before the
@@ -54,6 +56,7 @@ def compare_with_deployed(config: StackConfig, previous: dict[str, Any] | None) 
     layout = config.storage.layout()
     refusals = [f"storage.pools: {problem}" for problem in layout.changes_from(previous["layout"])]
     refusals += [f"storage.drivePaths: {problem}" for problem in moved_drives(config, previous)]
+    refusals += [f"storage.hosts: {problem}" for problem in moved_nodes(config, previous)]
     if refusals and config.storage.allow_layout_change:
         notices = [f"storage.allowLayoutChange is set, so this goes ahead: {problem}" for problem in refusals]
         refusals = []
@@ -93,6 +96,29 @@ def moved_drives(config: StackConfig, previous: dict[str, Any]) -> list[str]:
     return problems
 
 
+def moved_nodes(config: StackConfig, previous: dict[str, Any]) -> list[str]:
+    """Deployed nodes that would run on another Docker host: their drives stay on the old one."""
+    # a stack deployed before storage.hosts existed runs every node on its own host
+    deployed = previous.get("nodeHosts") or {}
+    problems = []
+    for node, host in node_hosts_output(config).items():
+        if node not in deployed and node not in previous.get("containers", {}):
+            continue  # a node this update adds
+        old = deployed.get(node)
+        old_endpoint, new_endpoint = (old or {}).get("dockerHost"), (host or {}).get("dockerHost")
+        if old_endpoint != new_endpoint:
+            problems.append(
+                f"{node} is deployed {describe_host(old_endpoint)} and would move {describe_host(new_endpoint)}: its "
+                "drives stay behind and it would start empty; move the data with the node stopped (or let MinIO heal "
+                "one node at a time), then set storage.allowLayoutChange for that update"
+            )
+    return problems
+
+
+def describe_host(endpoint: str | None) -> str:
+    return f"on {endpoint}" if endpoint else "on the stack's own Docker host"
+
+
 def describe_place(path: str | None) -> str:
     return f"on {path}" if path else "under Docker's data root"
 
@@ -104,7 +130,7 @@ def node_replacements(config: StackConfig, layout: ClusterLayout, previous: dict
     if deployed_image and deployed_image != config.storage.image:
         reasons.append(f"the MinIO image changes from {deployed_image} to {config.storage.image}")
     deployed_command = previous.get("minioCommand")
-    if deployed_command and list(deployed_command) != server_command(layout):
+    if deployed_command and list(deployed_command) != stack_server_command(config):
         added = len(layout.pools) - len(previous.get("layout", {}).get("pools") or [None])
         reasons.append(f"the server command changes ({added} pool(s) added)" if added > 0 else "the server command changes")
     if not reasons:

@@ -4,6 +4,11 @@ Three listeners face clients: S3 (the MinIO admin API only from edge.adminAllowF
 listener (console, Grafana, the parts of Keycloak browsers need) and, on the Docker host's
 loopback only, an admin listener with the whole S3 API for scripts/ops.
 
+With nodes on hosts of their own (storage.hosts, infra/hosts.py) the proxy reaches them at their
+private addresses over TLS, checked against the stack's own CA, and a fourth listener, the gateway,
+published on the stack's own host's private address only, carries what the node hosts send here:
+Keycloak's realm endpoints for MinIO, the audit log and the log agents' pushes.
+
 Rendering is split in two so that tests run the very same template: `nginx_context` builds a
 plain context from the stack config, upstream addresses and where nginx keeps its files;
 `render_nginx_conf` turns it into text. Deployed, the upstreams are the fixed container
@@ -23,20 +28,30 @@ import pulumi_tls as tls
 
 from infra.config import StackConfig
 from infra.config.edge import ADMIN_HOST_ADDRESS, TLS_CERTIFICATE_KEY, TLS_PRIVATE_KEY_KEY, size_in_bytes
+from infra.config.storage import GATEWAY_PORT
 from infra.container import Attachment, ContainerSpec, Healthcheck
-from infra.identity import KEYCLOAK_HTTP_PORT
+from infra.hosts import CLUSTER_TLS_NAME, gateway_url, node_addresses
+from infra.identity import KEYCLOAK_HTTP_PORT, KEYCLOAK_RELATIVE_PATH
 from infra.monitoring.dashboards import GRAFANA_PORT
+from infra.monitoring.logs import LOKI_PORT, LOKI_PUSH_PATH
 from infra.monitoring.metrics import ALERTS_DIR, EDGE_STATUS_PORT
 from infra.networks import gateway_address, host_address
 from infra.rendering import RenderedFile, as_uploads, render_template
 from infra.runbook import render_runbook_html
 from infra.secrets import SecretValues
+from infra.services import audit_sink
 from infra.storage import API_PORT, CONSOLE_PORT
 from infra.tier import Tier, TierArgs
 
 NGINX_CONF_DIR = "/etc/nginx"
 TLS_CERTIFICATE_FILE = f"{NGINX_CONF_DIR}/tls/server.crt"
 TLS_KEY_FILE = f"{NGINX_CONF_DIR}/tls/server.key"
+# multi-host stacks: the CA the nodes' certificates are checked against, and the gateway listener's pair
+CLUSTER_CA_FILE = f"{NGINX_CONF_DIR}/tls/cluster-ca.crt"
+GATEWAY_CERTIFICATE_FILE = f"{NGINX_CONF_DIR}/tls/gateway.crt"
+GATEWAY_KEY_FILE = f"{NGINX_CONF_DIR}/tls/gateway.key"
+# a log agent's push: at most 1 MiB of lines before compression (Promtail's and Alloy's batch size)
+LOKI_PUSH_BODY_SIZE = "4m"
 # the runbook page, away from the configuration folder that holds the TLS key
 RUNBOOK_DIR = "/usr/share/nginx/runbook"
 
@@ -49,16 +64,25 @@ class ProxyUpstreams:
     console: tuple[str, ...]
     keycloak: str
     grafana: str
+    audit_sink: str | None = None
+    """Behind the gateway listener only (multi-host stacks), like `loki`."""
+    loki: str | None = None
 
     @classmethod
     def of_stack(cls, config: StackConfig) -> ProxyUpstreams:
         storage, monitoring = config.networks.storage.subnet, config.networks.monitoring.subnet
-        nodes = [host_address(storage, "minio", index) for index in range(1, config.storage.total_nodes + 1)]
+        if config.storage.multi_host:
+            # each node publishes its ports on its host's private address only
+            nodes = list(node_addresses(config).values())
+        else:
+            nodes = [host_address(storage, "minio", index) for index in range(1, config.storage.total_nodes + 1)]
         return cls(
             s3=tuple(f"{node}:{API_PORT}" for node in nodes),
             console=tuple(f"{node}:{CONSOLE_PORT}" for node in nodes),
             keycloak=f"{host_address(storage, 'keycloak')}:{KEYCLOAK_HTTP_PORT}",
             grafana=f"{host_address(monitoring, 'grafana')}:{GRAFANA_PORT}",
+            audit_sink=f"{host_address(storage, audit_sink.SERVICE)}:{audit_sink.PORT}",
+            loki=f"{host_address(monitoring, 'loki')}:{LOKI_PORT}",
         )
 
 
@@ -72,6 +96,10 @@ class ProxyRuntime:
     error_log: str = "/dev/stderr"
     certificate: str = TLS_CERTIFICATE_FILE
     key: str = TLS_KEY_FILE
+    cluster_ca: str = CLUSTER_CA_FILE
+    """Multi-host stacks: the CA certificate the nodes' certificates are checked against."""
+    gateway_certificate: str = GATEWAY_CERTIFICATE_FILE
+    gateway_key: str = GATEWAY_KEY_FILE
     listen_address: str | None = None
     """None: every address of the container (Docker publishes the ports on edge.bindAddress)."""
     runbook_dir: str = RUNBOOK_DIR
@@ -155,6 +183,7 @@ def nginx_context(
     def listen(port: int) -> str:
         return f"{runtime.listen_address}:{port}" if runtime.listen_address else str(port)
 
+    upstreams = upstreams or ProxyUpstreams.of_stack(config)
     return {
         "stack": config.name,
         "urls": asdict(urls),
@@ -171,7 +200,11 @@ def nginx_context(
             # docker-proxy, or DNAT with masquerade, hands the host's connections over from the bridge's own address
             "host_gateway": runtime.host_gateway or gateway_address(config.networks.edge.subnet),
         },
-        "keycloak": {"realm": config.identity.realm, "admin_allow": list(config.identity.admin_allow_from)},
+        "keycloak": {
+            "path": KEYCLOAK_RELATIVE_PATH,
+            "realm": config.identity.realm,
+            "admin_allow": list(config.identity.admin_allow_from),
+        },
         "status": {
             "listen": listen(EDGE_STATUS_PORT),
             "deny": [] if runtime.status_allow else [gateway_address(config.networks.monitoring.subnet)],
@@ -185,10 +218,37 @@ def nginx_context(
         }
         if tls_on
         else None,
-        "upstreams": asdict(upstreams or ProxyUpstreams.of_stack(config)),
-        "failover": edge.failover.model_dump(),
+        "upstreams": asdict(upstreams),
+        "minio_scheme": "https" if config.storage.multi_host else "http",
+        "cluster": _cluster_context(config, upstreams, runtime, listen(GATEWAY_PORT)),
+        "failover": {**edge.failover.model_dump(), "retry_window_seconds": edge.failover.retry_window_seconds},
         "max_body_size": edge.max_body_size,
         "buffers": buffers.context(),
+    }
+
+
+def _cluster_context(config: StackConfig, upstreams: ProxyUpstreams, runtime: ProxyRuntime, listen: str) -> dict[str, object] | None:
+    """TLS to the nodes and the gateway listener of a multi-host stack (None on a one-host stack)."""
+    if not config.storage.multi_host:
+        return None
+    missing = [name for name in ("audit_sink", "loki") if getattr(upstreams, name) is None]
+    if missing:
+        raise ValueError(f"a multi-host stack's gateway listener needs the {' and '.join(missing)} upstream")
+    return {
+        "ca": runtime.cluster_ca,
+        "tls_name": CLUSTER_TLS_NAME,
+        "gateway": {
+            "url": gateway_url("/"),
+            "listen": listen,
+            "certificate": runtime.gateway_certificate,
+            "key": runtime.gateway_key,
+            "allow": list(node_addresses(config).values()),
+            "audit_path": audit_sink.AUDIT_PATH,
+            # the sink's own cap: it refuses a larger body anyway, after nginx has streamed it
+            "audit_body_size": nginx_size(audit_sink.DEFAULT_MAX_BODY),
+            "loki_path": LOKI_PUSH_PATH,
+            "loki_body_size": LOKI_PUSH_BODY_SIZE,
+        },
     }
 
 
@@ -251,7 +311,8 @@ def runbook_page(config: StackConfig) -> str:
 
 
 def edge_files(config: StackConfig, secrets: SecretValues, certificate: TlsMaterial | None = None) -> list[RenderedFile]:
-    """nginx.conf, the runbook page and, with TLS on, certificate and key (a throwaway pair when none is given)."""
+    """nginx.conf, the runbook page, with TLS on certificate and key (a throwaway pair when none is given)
+    and, on a multi-host stack, the cluster CA and the gateway listener's pair."""
     files = [
         RenderedFile("nginx/nginx.conf", f"{NGINX_CONF_DIR}/nginx.conf", render_nginx_conf(config)),
         RenderedFile("nginx/runbook/index.html", f"{RUNBOOK_DIR}/index.html", runbook_page(config)),
@@ -262,6 +323,15 @@ def edge_files(config: StackConfig, secrets: SecretValues, certificate: TlsMater
         files += [
             RenderedFile("nginx/tls/server.crt", TLS_CERTIFICATE_FILE, material.certificate),
             RenderedFile("nginx/tls/server.key", TLS_KEY_FILE, material.key, secret=True),
+        ]
+    if config.storage.multi_host:
+        cluster = secrets.cluster_tls
+        if cluster is None:
+            raise ValueError("a multi-host stack's edge proxy needs the cluster's CA and gateway certificate (secrets.cluster_tls)")
+        files += [
+            RenderedFile("nginx/tls/cluster-ca.crt", CLUSTER_CA_FILE, cluster.ca_certificate),
+            RenderedFile("nginx/tls/gateway.crt", GATEWAY_CERTIFICATE_FILE, cluster.gateway.certificate),
+            RenderedFile("nginx/tls/gateway.key", GATEWAY_KEY_FILE, cluster.gateway.key, secret=True),
         ]
     return files
 
@@ -275,7 +345,11 @@ def published_ports(config: StackConfig) -> list[docker.ContainerPortArgs]:
     public = [docker.ContainerPortArgs(internal=port, external=port, ip=edge.bind_address) for port in ports]
     # the admin listener never leaves the host, whatever edge.bindAddress says
     admin = docker.ContainerPortArgs(internal=edge.admin_port, external=edge.admin_port, ip=ADMIN_HOST_ADDRESS)
-    return [*public, admin]
+    if not config.storage.multi_host:
+        return [*public, admin]
+    # the gateway listener faces the node hosts only: on the stack's own host's private address
+    gateway = docker.ContainerPortArgs(internal=GATEWAY_PORT, external=GATEWAY_PORT, ip=config.storage.main_host_address)
+    return [*public, admin, gateway]
 
 
 def _self_signed(config: StackConfig, parent: pulumi.Resource) -> pulumi.Output[TlsMaterial]:

@@ -17,6 +17,7 @@ import pulumi_docker as docker
 from infra.config import StackConfig
 from infra.config.identity import PASSWORD_POLICY
 from infra.container import Attachment, ContainerSpec, Healthcheck
+from infra.hosts import gateway_url
 from infra.rendering import FileOwner, RenderedFile, render_template
 from infra.secrets import SecretValues
 from infra.tier import Tier, TierArgs
@@ -51,9 +52,11 @@ KEYCLOAK_READY_CHECK = (
 )
 
 
-def keycloak_internal_url(realm: str) -> str:
-    """The realm's base URL as MinIO reaches it on storage-net (host name 'keycloak')."""
-    return f"http://keycloak:{KEYCLOAK_HTTP_PORT}{KEYCLOAK_RELATIVE_PATH}/realms/{realm}"
+def keycloak_internal_url(config: StackConfig) -> str:
+    """The realm's base URL as MinIO reaches it: on storage-net (host name 'keycloak'), or from a node
+    host through the edge proxy's gateway listener on the stack's own host."""
+    path = f"{KEYCLOAK_RELATIVE_PATH}/realms/{config.identity.realm}"
+    return gateway_url(path) if config.storage.multi_host else f"http://keycloak:{KEYCLOAK_HTTP_PORT}{path}"
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class MinioOpenId:
 
 def minio_openid(config: StackConfig, secrets: SecretValues) -> MinioOpenId:
     return MinioOpenId(
-        config_url=f"{keycloak_internal_url(config.identity.realm)}/.well-known/openid-configuration",
+        config_url=f"{keycloak_internal_url(config)}/.well-known/openid-configuration",
         client_id=CONSOLE_CLIENT_ID,
         client_secret=secrets.minio_console_client_secret,
         claim_name=POLICY_CLAIM,

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
 CONTAINER = "docker:index/container:Container"
+DOCKER_PROVIDER = "pulumi:providers:docker"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
@@ -65,6 +66,8 @@ class Registration:
     parent: str
     urn: str = ""
     ignore_changes: list[str] = field(default_factory=list)
+    provider: str = ""
+    """The provider reference ('urn::id') the resource is created through; '' for the default provider."""
 
     def uploads(self) -> dict[str, str]:
         """Files the container receives, by path; a secret Output is recorded inside Pulumi's secret envelope."""
@@ -113,6 +116,7 @@ class RecordingMonitor(MockMonitor):
                     parent=request.parent,
                     urn=response.urn,
                     ignore_changes=list(request.ignoreChanges),
+                    provider=request.provider,
                 )
             )
         return response
@@ -143,8 +147,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
         elif args.typ == "tls:index/privateKey:PrivateKey":
             state["privateKeyPem"] = f"-----BEGIN PRIVATE KEY-----\n{digest}\n-----END PRIVATE KEY-----\n"
             state["publicKeyPem"] = f"-----BEGIN PUBLIC KEY-----\n{digest}\n-----END PUBLIC KEY-----\n"
-        elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
+        elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
             state["certPem"] = f"-----BEGIN CERTIFICATE-----\n{digest}\n-----END CERTIFICATE-----\n"
+        elif args.typ == "tls:index/certRequest:CertRequest":
+            state["certRequestPem"] = f"-----BEGIN CERTIFICATE REQUEST-----\n{digest}\n-----END CERTIFICATE REQUEST-----\n"
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -267,6 +273,8 @@ class ContainerEntry:
     """Its io.minio-platform.service label ('minio', 'nginx')."""
     host_paths: tuple[str, ...] = ()
     """Host paths it mounts (bind mounts), which no destroy touches."""
+    host: str | None = None
+    """The Docker host it runs on (a node's storage.hosts dockerHost), None for the stack's own."""
 
 
 @dataclass(frozen=True, order=True)
@@ -274,7 +282,9 @@ class NetworkEntry:
     name: str
     subnet: str
     segment: str
-    """Its segment key under `networks.` in the stack file ('storage')."""
+    """Its segment key under `networks.` in the stack file ('storage'), or its resource name's stem ('minio1')."""
+    host: str | None = None
+    """The Docker host it is created on, None for the stack's own."""
 
 
 @dataclass(frozen=True, order=True)
@@ -284,6 +294,8 @@ class VolumeEntry:
     """Protected and left on the host by `pulumi destroy`."""
     device: str | None = None
     """The host directory the volume binds (storage.drivePaths), None when Docker keeps its data."""
+    host: str | None = None
+    """The Docker host it is created on, None for the stack's own."""
 
 
 @dataclass(frozen=True, order=True)
@@ -291,6 +303,8 @@ class ImageEntry:
     reference: str
     built: bool
     """Built on the Docker host from a Dockerfile rather than pulled."""
+    host: str | None = None
+    """The Docker host it is pulled or built on, None for the stack's own."""
 
 
 @dataclass(frozen=True)
@@ -304,6 +318,24 @@ class Inventory:
     images: tuple[ImageEntry, ...]
     assumed: tuple[str, ...] = ()
     """Operator inputs the stack lacks, filled with throwaway values for this inventory."""
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The Docker hosts besides the stack's own that something is created on (the node hosts), sorted."""
+        everything: list[ContainerEntry | NetworkEntry | VolumeEntry | ImageEntry] = [
+            *self.containers, *self.networks, *self.volumes, *self.images
+        ]
+        return tuple(sorted({entry.host for entry in everything if entry.host is not None}))
+
+    def on_host(self, host: str | None) -> Inventory:
+        """What the stack creates on `host` only (None: the stack's own host)."""
+        return replace(
+            self,
+            containers=tuple(c for c in self.containers if c.host == host),
+            networks=tuple(n for n in self.networks if n.host == host),
+            volumes=tuple(v for v in self.volumes if v.host == host),
+            images=tuple(i for i in self.images if i.host == host),
+        )
 
     @property
     def memory_mb(self) -> int:
@@ -329,8 +361,20 @@ def _label(labels: list[dict[str, str]] | None, key: str) -> str | None:
     return next((item["value"] for item in labels or [] if item.get("label") == key), None)
 
 
+def _hosts_of(registrations: list[Registration]) -> dict[str, str | None]:
+    """The Docker host behind each provider reference ('urn::id') the program registered."""
+    providers = {r.urn: r.inputs.get("host") for r in registrations if r.type == DOCKER_PROVIDER}
+    # a provider reference is the provider's URN and its id, and a URN has '::' in it too
+    return {r.provider: providers.get(r.provider.rpartition("::")[0]) for r in registrations if r.provider}
+
+
 def inventory_of(stack: str, registrations: list[Registration], assumed: Collection[str] = ()) -> Inventory:
     """The inventory of what `registrations` would create."""
+    hosts = _hosts_of(registrations)
+
+    def host(r: Registration) -> str | None:
+        return hosts.get(r.provider) if r.provider else None
+
     images = {r.inputs["imageId"]: r for r in registrations if r.type == REMOTE_IMAGE}
     containers = []
     prefixes = set()
@@ -354,29 +398,46 @@ def inventory_of(stack: str, registrations: list[Registration], assumed: Collect
                 log_ceiling_mb=_size_mb(log_opts["max-size"]) * int(log_opts.get("max-file", 1)) if "max-size" in log_opts else 0.0,
                 service=_label(inputs.get("labels"), SERVICE_LABEL) or "",
                 host_paths=tuple(item["hostPath"] for item in inputs.get("volumes") or [] if item.get("hostPath")),
+                host=host(r),
             )
         )
     if len(prefixes) != 1 or None in prefixes:
         raise ValueError(f"stack {stack!r}: containers carry {STACK_LABEL} values {sorted(map(str, prefixes))}, expected exactly one")
+
+    def by_name_and_host(entry: NetworkEntry | VolumeEntry | ImageEntry) -> tuple[str, str]:
+        # the same image is pulled on several hosts; None (the stack's own host) sorts first
+        return (entry.reference if isinstance(entry, ImageEntry) else entry.name), entry.host or ""
+
     return Inventory(
         stack=stack,
         prefix=str(prefixes.pop()),
         containers=tuple(sorted(containers, key=lambda c: c.name)),
         networks=tuple(
             sorted(
-                NetworkEntry(r.inputs["name"], r.inputs["ipamConfigs"][0]["subnet"], r.name.removesuffix("-net"))
-                for r in registrations
-                if r.type == NETWORK
+                (
+                    NetworkEntry(r.inputs["name"], r.inputs["ipamConfigs"][0]["subnet"], r.name.removesuffix("-net"), host(r))
+                    for r in registrations
+                    if r.type == NETWORK
+                ),
+                key=by_name_and_host,
             )
         ),
         volumes=tuple(
             sorted(
-                VolumeEntry(r.inputs["name"], r.retain_on_delete, (r.inputs.get("driverOpts") or {}).get("device"))
-                for r in registrations
-                if r.type == VOLUME
+                (
+                    VolumeEntry(r.inputs["name"], r.retain_on_delete, (r.inputs.get("driverOpts") or {}).get("device"), host(r))
+                    for r in registrations
+                    if r.type == VOLUME
+                ),
+                key=by_name_and_host,
             )
         ),
-        images=tuple(sorted({ImageEntry(r.inputs["name"], "build" in r.inputs) for r in registrations if r.type == REMOTE_IMAGE})),
+        images=tuple(
+            sorted(
+                {ImageEntry(r.inputs["name"], "build" in r.inputs, host(r)) for r in registrations if r.type == REMOTE_IMAGE},
+                key=by_name_and_host,
+            )
+        ),
         assumed=tuple(assumed),
     )
 

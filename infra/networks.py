@@ -84,7 +84,12 @@ class Segment:
 
 
 class Segments(pulumi.ComponentResource):
-    """storage-net, monitoring-net and database-net are internal (no route out); edge-net is not."""
+    """storage-net, monitoring-net and database-net are internal (no route out); edge-net is not.
+
+    With nodes on hosts of their own, storage-net is not internal either: the services that talk to
+    the nodes (Prometheus, the blackbox exporter, the backup) reach the nodes' private addresses
+    through the host's routing, which an internal network has none of.
+    """
 
     def __init__(self, name: str, config: StackConfig, naming: Naming, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("minio-platform:network:Segments", name, None, opts)
@@ -95,7 +100,7 @@ class Segments(pulumi.ComponentResource):
                 f"{segment}-net",
                 name=network_name,
                 driver="bridge",
-                internal=segment != "edge",
+                internal=segment != "edge" and not (segment == "storage" and config.storage.multi_host),
                 ipam_configs=[
                     docker.NetworkIpamConfigArgs(
                         subnet=settings.subnet,

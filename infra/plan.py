@@ -15,9 +15,17 @@ from typing import Any
 
 from infra.config import ConfigError, StackConfig
 from infra.config.edge import EdgeSettings
+from infra.config.storage import GATEWAY_PORT
 from infra.deployed import compare_with_deployed
 from infra.inventory import Inventory, OfflineRun, inventory_of, offline_run
 from infra.preflight import DATA_HEADROOM_GIB, IMAGE_DISK_ALLOWANCE_GIB, MEMORY_WARNING_SHARE
+from infra.storage import API_PORT, CONSOLE_PORT
+
+# what a node on its own host publishes on its address, by container port
+NODE_PORTS_SERVE = {
+    API_PORT: "the node's S3 API, for the edge proxy and the other nodes",
+    CONSOLE_PORT: "the node's console, for the edge proxy",
+}
 
 
 @dataclass(frozen=True)
@@ -84,17 +92,59 @@ def _port_setting_descriptions() -> dict[str, str]:
 def port_routes(inventory: Inventory, config: StackConfig) -> tuple[PortRoute, ...]:
     settings = {port: key for key, port in config.edge.published_ports().items()}
     described = _port_setting_descriptions()
+    node_keys = {host.docker_host: f"storage.hosts[{index}].address" for index, host in enumerate(config.storage.hosts or [])}
     routes = []
     for container in inventory.containers:
         for port in container.ports:
-            key = settings.get(port.external)
-            routes.append(
-                PortRoute(
-                    port.host_ip, port.external, container.name, port.internal, port.protocol,
-                    f"edge.{key}" if key else "", described.get(key or "", ""),
-                )
-            )
+            if container.host is not None:
+                # a node on its own host: its fixed ports, on the address the other hosts reach it at
+                setting, serves = node_keys.get(container.host, ""), NODE_PORTS_SERVE.get(port.internal, "")
+            elif port.host_ip == config.storage.main_host_address and port.external == GATEWAY_PORT:
+                setting, serves = "storage.mainHostAddress", "the gateway the node hosts reach the stack's own host through"
+            else:
+                key = settings.get(port.external)
+                setting, serves = (f"edge.{key}" if key else ""), described.get(key or "", "")
+            routes.append(PortRoute(port.host_ip, port.external, container.name, port.internal, port.protocol, setting, serves))
     return tuple(sorted(routes, key=lambda route: route.host_port))
+
+
+@dataclass(frozen=True)
+class NodeHostRow:
+    """One node's own Docker host (storage.hosts) and what the stack puts there."""
+
+    node: str
+    docker_host: str
+    address: str
+    drives: tuple[str | None, ...]
+    """Each drive's host directory (storage.drivePaths), None for a volume Docker keeps."""
+    containers: int
+    memory_mb: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "dockerHost": self.docker_host,
+            "address": self.address,
+            "drives": list(self.drives),
+            "containers": self.containers,
+            "memoryMb": self.memory_mb,
+        }
+
+
+def node_host_rows(inventory: Inventory, config: StackConfig) -> tuple[NodeHostRow, ...]:
+    storage = config.storage
+    drives = dict(storage.layout().node_drives())
+    rows = []
+    for index, host in enumerate(storage.hosts or [], start=1):
+        there = inventory.on_host(host.docker_host)
+        rows.append(
+            NodeHostRow(
+                f"minio{index}", host.docker_host, host.address,
+                tuple(storage.drive_path(index, drive) for drive in range(1, drives[index] + 1)),
+                len(there.containers), there.memory_mb,
+            )
+        )
+    return tuple(rows)
 
 
 @dataclass(frozen=True)
@@ -111,10 +161,14 @@ class Plan:
     """Names of the outputs the program marks secret: what `pulumi stack output --show-secrets NAME` shows after a deploy."""
     notices: tuple[str, ...] = ()
     """What an update from the deployed stack would do to the MinIO nodes (empty without its outputs)."""
+    node_hosts: tuple[NodeHostRow, ...] = ()
+    """Each node's own Docker host (storage.hosts); empty when every node runs on the stack's own."""
 
     @property
     def sizing(self) -> Sizing:
-        return Sizing(self.inventory.memory_mb, IMAGE_DISK_ALLOWANCE_GIB + self.inventory.log_ceiling_mb / 1024)
+        """The stack's own host: on a multi-host stack the nodes' containers are on their hosts instead."""
+        own = self.inventory.on_host(None)
+        return Sizing(own.memory_mb, IMAGE_DISK_ALLOWANCE_GIB + own.log_ceiling_mb / 1024)
 
     def as_dict(self) -> dict[str, Any]:
         inventory = self.inventory
@@ -150,6 +204,7 @@ class Plan:
             "endpoints": self.endpoints,
             "credentials": list(self.credentials),
             "notices": list(self.notices),
+            "nodeHosts": [row.as_dict() for row in self.node_hosts],
         }
 
     def lines(self) -> list[str]:
@@ -158,7 +213,9 @@ class Plan:
         lines = [
             f"plan of stack {self.stack!r} ({inventory.prefix}, environment {self.environment}): "
             f"{len(inventory.containers)} containers, {len(inventory.networks)} networks, {len(inventory.volumes)} volumes, "
-            f"{len(inventory.images)} images; nothing is created",
+            f"{len(inventory.images)} images"
+            + (f" on {len(self.node_hosts) + 1} Docker hosts" if self.node_hosts else "")
+            + "; nothing is created",
         ]
         if inventory.assumed:
             lines.append(
@@ -197,14 +254,16 @@ class Plan:
         lines.append(
             f"images: {len(inventory.images) - len(built)} pulled" + (f", built on the Docker host: {', '.join(built)}" if built else "")
         )
+        own_host = " of the stack's own host" if self.node_hosts else ""
         lines += [
             "",
-            f"memory: the limits add up to {sizing.memory_mb} MiB; a host with {sizing.host_memory_gib} GiB or more keeps them "
+            f"memory{own_host}: the limits add up to {sizing.memory_mb} MiB; a host with {sizing.host_memory_gib} GiB or more keeps them "
             f"under {MEMORY_WARNING_SHARE:.0%} of its memory (the preflight warns above)",
-            f"disk under Docker's data root: {sizing.disk_floor_gib:.1f} GiB for images and logs before any data "
+            f"disk under Docker's data root{own_host}: {sizing.disk_floor_gib:.1f} GiB for images and logs before any data "
             f"(the preflight stops below it); {sizing.disk_gib:.1f} GiB leaves {DATA_HEADROOM_GIB:.0f} GiB for data",
             "",
         ]
+        lines += self.host_lines()
         lines += pool_lines(layout["pools"])
         lines += ["", "update from the deployed stack:"]
         lines += [f"  {notice}" for notice in self.notices] or [
@@ -218,6 +277,37 @@ class Plan:
             "",
             "credentials, generated at deploy time (after it: pulumi stack output --show-secrets NAME --stack "
             f"{self.stack}): {', '.join(self.credentials)}",
+        ]
+        return lines
+
+
+    def host_lines(self) -> list[str]:
+        """Which Docker host each node runs on, and so what losing a host loses."""
+        if not self.node_hosts:
+            return [
+                "hosts: every node runs on the stack's own Docker host, so losing that host loses the whole cluster, "
+                "whatever the node counts below; storage.hosts gives each node a host of its own",
+                "",
+            ]
+        rows = self.node_hosts
+        drives = [
+            f"{len(row.drives)}" + (f": {', '.join(str(path) for path in row.drives)}" if any(row.drives) else " (Docker volumes)")
+            for row in rows
+        ]
+        width = [max(len(text) for text in column) for column in (
+            ["node", *(r.node for r in rows)], ["dockerHost", *(r.docker_host for r in rows)], ["address", *(r.address for r in rows)]
+        )]
+        header = ("node", "dockerHost", "address")
+        lines = [f"hosts (storage.hosts): one MinIO node per Docker host, the rest of the stack on its own host:"]
+        lines.append("  " + "  ".join(f"{h:<{w}}" for h, w in zip(header, width, strict=True)) + "  containers  memory    drives")
+        lines += [
+            "  " + "  ".join(f"{text:<{w}}" for text, w in zip((r.node, r.docker_host, r.address), width, strict=True))
+            + f"  {r.containers:>10}  {r.memory_mb:>6} MiB  {drive}"
+            for r, drive in zip(rows, drives, strict=True)
+        ]
+        lines += [
+            "  with one node per host, losing a host is losing its node: the node counts below are host counts",
+            "",
         ]
         return lines
 
@@ -252,6 +342,7 @@ def plan_of(stack: str, offline: OfflineRun, notices: tuple[str, ...] = ()) -> P
         endpoints={str(key): str(url) for key, url in outputs["endpoints"].items()},
         credentials=tuple(sorted(offline.run.secret_outputs)),
         notices=notices,
+        node_hosts=node_host_rows(inventory, offline.config),
     )
 
 

@@ -4,9 +4,10 @@
 
 What the stack needs comes from its inventory (infra/inventory.py: the program itself, run
 offline); what the host has comes from the docker command line, pointed at the daemon the docker
-provider would use (`docker_target`). Every finding is collected and
-reported at once, one sentence each: a problem stops the deploy (exit 1), a warning is a risk
-(exit 0), info is for the record. Each docker call has a timeout.
+provider would use (`docker_target`). A stack with storage.hosts has one daemon more per node: each
+is checked on what the stack puts there only, and each finding then names its host. Every finding
+is collected and reported at once, one sentence each: a problem stops the deploy (exit 1), a
+warning is a risk (exit 0), info is for the record. Each docker call has a timeout.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from infra.config.storage import NodeHostSettings
 from infra.container import STACK_LABEL
 from infra.inventory import Inventory, PublishedPort
 
@@ -81,6 +83,8 @@ class DockerTarget:
     """Where it came from: DOCKER_HOST, the stack's docker:host, or the docker context."""
     environment: Mapping[str, str | None] = field(default_factory=dict)
     """Environment changes for the docker CLI (None removes a variable), so it talks to the daemon the provider will."""
+    unreachable: str = "start Docker Engine (or point DOCKER_HOST at one)"
+    """What to do when the daemon does not answer."""
 
 
 class DockerCli:
@@ -92,6 +96,7 @@ class DockerCli:
         self.environment = {k: v for k, v in {**os.environ, **changes}.items() if v is not None}
         self.executable = shutil.which("docker", path=self.environment.get("PATH"))
         self.endpoint = target.endpoint if target else self.environment.get("DOCKER_HOST", DEFAULT_DOCKER_HOST)
+        self.unreachable = target.unreachable if target else DockerTarget.unreachable
 
     def run(self, *args: str) -> str:
         if self.executable is None:
@@ -126,7 +131,7 @@ class DockerCli:
             remedy = (
                 "add your user to the docker group (or run as root)"
                 if "permission denied" in reason.lower()
-                else "start Docker Engine (or point DOCKER_HOST at one)"
+                else self.unreachable
             )
             raise DockerUnavailable(f"`{command}` failed against {self.endpoint} ({reason.rstrip('.')}); {remedy} and run the preflight again")
         return out
@@ -293,7 +298,10 @@ def _same_socket(ours: PublishedPort, host_ip: str, port: int, protocol: str) ->
     return mine.version == theirs.version and (mine == theirs or mine.is_unspecified or theirs.is_unspecified)
 
 
-def check_ports(containers: Sequence[Mapping[str, Any]], inventory: Inventory, port_keys: Mapping[int, str]) -> list[Finding]:
+def check_ports(
+    containers: Sequence[Mapping[str, Any]], inventory: Inventory, port_keys: Mapping[int, str], address_key: str | None = None
+) -> list[Finding]:
+    """`address_key`: on a node's host, the setting of the address its fixed ports are published on."""
     findings = []
     for theirs in containers:
         if not (theirs.get("State") or {}).get("Running") or not _foreign((theirs.get("Config") or {}).get("Labels"), inventory.prefix):
@@ -304,7 +312,10 @@ def check_ports(containers: Sequence[Mapping[str, Any]], inventory: Inventory, p
                 clash = next((b for b in _bindings(theirs) if _same_socket(port, *b)), None)
                 if clash:
                     key = port_keys.get(port.external)
-                    change = f"set {key} (or edge.bindAddress)" if key else "change that port"
+                    if address_key:
+                        change = f"set {address_key} to another address of that host"
+                    else:
+                        change = f"set {key} (or edge.bindAddress)" if key else "change that port"
                     findings.append(
                         Finding(
                             "problem",
@@ -406,23 +417,24 @@ def drive_directories(inventory: Inventory) -> list[str]:
 
 def probe_image(inventory: Inventory) -> str:
     """An image the stack pulls anyway and that has a `stat` (busybox): the edge proxy's nginx on Alpine."""
-    # the one container that publishes ports
-    return next(c.image for c in inventory.containers if c.ports)
+    return next(c.image for c in inventory.containers if c.service == "nginx")
 
 
-def check_drive_directories(cli: DockerCli, inventory: Inventory) -> list[Finding]:
+def check_drive_directories(cli: DockerCli, inventory: Inventory, image: str | None = None) -> list[Finding]:
     """Each drive directory exists on the Docker host, and no two are on one filesystem.
 
     One throwaway container (no network, every directory mounted read-only with --mount, which never
-    creates a missing source as -v would) prints each directory's device number.
+    creates a missing source as -v would) of `image` (default `probe_image`) prints each directory's
+    device number.
     """
     paths = drive_directories(inventory)
     if not paths:
         return []
     mounts = [arg for index, path in enumerate(paths) for arg in ("--mount", f"type=bind,source={path},target=/drives/{index},readonly")]
     targets = [f"/drives/{index}" for index in range(len(paths))]
+    image = image or probe_image(inventory)
     try:
-        out = cli.run("run", "--rm", "--network", "none", *mounts, "--entrypoint", "stat", probe_image(inventory), "-c", "%d %n", *targets)
+        out = cli.run("run", "--rm", "--network", "none", *mounts, "--entrypoint", "stat", image, "-c", "%d %n", *targets)
     except DockerUnavailable as error:
         missing = MISSING_BIND_SOURCE.search(str(error))
         if missing:
@@ -456,7 +468,10 @@ def check_drive_directories(cli: DockerCli, inventory: Inventory) -> list[Findin
 @dataclass
 class Report:
     target: DockerTarget
+    """The stack's own host."""
     findings: list[Finding]
+    node_hosts: tuple[DockerTarget, ...] = ()
+    """Each node's own host, minio1's first, on a multi-host stack (storage.hosts)."""
 
     @property
     def problems(self) -> list[Finding]:
@@ -471,14 +486,59 @@ def _disk_free(path: str) -> int:
     return shutil.disk_usage(path).free
 
 
+def _checked_daemon(
+    target: DockerTarget,
+    inventory: Inventory,
+    port_keys: Mapping[int, str],
+    timeout: float,
+    free_bytes: Callable[[str], int],
+    probe: str | None,
+    address_key: str | None = None,
+) -> list[Finding]:
+    """Every check of one daemon against what the stack puts on it; a silent daemon is one problem."""
+    cli = DockerCli(timeout, target)
+    try:
+        host = read_host(cli)
+    except DockerUnavailable as error:
+        return [Finding("problem", str(error))]
+    except json.JSONDecodeError as error:
+        return [Finding("problem", f"the docker CLI answered with something that is not JSON ({error}); run `docker info` by hand to see why")]
+    findings = check_engine(host.version)
+    findings += check_image_store(host.info, inventory)
+    findings += check_subnets(host.networks, inventory)
+    findings += check_ports(host.containers, inventory, port_keys, address_key)
+    findings += check_container_names(host.containers, inventory)
+    findings += check_memory(host.info, inventory)
+    findings += check_disk(host.info, inventory, target, free_bytes)
+    findings += check_drive_directories(DockerCli(max(timeout, DRIVE_PROBE_TIMEOUT_SECONDS), target), inventory, probe)
+    return findings
+
+
+def node_target(index: int, host: NodeHostSettings) -> DockerTarget:
+    """The daemon of node `index`'s host (1-based), as the program's provider for it reaches it."""
+    key = f"storage.hosts[{index - 1}].dockerHost"
+    return DockerTarget(
+        host.docker_host,
+        key,
+        {"DOCKER_HOST": host.docker_host, "DOCKER_CONTEXT": None},
+        f"check that Docker Engine runs on that host and that this machine reaches it, or correct {key}",
+    )
+
+
+def _about(host: str, findings: list[Finding]) -> list[Finding]:
+    return [Finding(finding.severity, f"{host}: {finding.text}") for finding in findings]
+
+
 def check_host(
     inventory: Inventory,
     port_keys: Mapping[int, str],
     stack_values: Mapping[str, Any],
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
     free_bytes: Callable[[str], int] = _disk_free,
+    hosts: Sequence[NodeHostSettings] = (),
 ) -> Report:
-    """Every check against the host the stack would be deployed on; a silent daemon is one problem."""
+    """Every check against the host the stack would be deployed on, and against each node's own host
+    (`hosts`, storage.hosts): each judged on what the stack puts there, each finding naming its host."""
     findings: list[Finding] = []
     if inventory.assumed:
         findings.append(
@@ -488,23 +548,22 @@ def check_host(
                 "the preflight assumed throwaway values (no figure it checks depends on them), the deploy will ask for them",
             )
         )
+    # the probe of drive directories runs the edge proxy's image on every host, the one with a `stat` for sure
+    probe = probe_image(inventory) if drive_directories(inventory) else None
     try:
         target = docker_target(stack_values, DockerCli(timeout))
     except DockerUnavailable as error:
-        return Report(DockerTarget("(unknown)", "a docker context"), [*findings, Finding("problem", str(error))])
-    cli = DockerCli(timeout, target)
-    try:
-        host = read_host(cli)
-    except DockerUnavailable as error:
-        return Report(target, [*findings, Finding("problem", str(error))])
-    except json.JSONDecodeError as error:
-        return Report(target, [*findings, Finding("problem", f"the docker CLI answered with something that is not JSON ({error}); run `docker info` by hand to see why")])
-    findings += check_engine(host.version)
-    findings += check_image_store(host.info, inventory)
-    findings += check_subnets(host.networks, inventory)
-    findings += check_ports(host.containers, inventory, port_keys)
-    findings += check_container_names(host.containers, inventory)
-    findings += check_memory(host.info, inventory)
-    findings += check_disk(host.info, inventory, target, free_bytes)
-    findings += check_drive_directories(DockerCli(max(timeout, DRIVE_PROBE_TIMEOUT_SECONDS), target), inventory)
-    return Report(target, findings)
+        target = DockerTarget("(unknown)", "a docker context")
+        own = [Finding("problem", str(error))]
+    else:
+        own = _checked_daemon(target, inventory.on_host(None), port_keys, timeout, free_bytes, probe)
+    if not hosts:
+        return Report(target, [*findings, *own])
+    findings += _about(f"the stack's own host {target.endpoint}", own)
+    nodes = tuple(node_target(index, host) for index, host in enumerate(hosts, start=1))
+    for index, node in enumerate(nodes, start=1):
+        checked = _checked_daemon(
+            node, inventory.on_host(node.endpoint), {}, timeout, free_bytes, probe, address_key=f"storage.hosts[{index - 1}].address"
+        )
+        findings += _about(f"minio{index}'s host {node.endpoint} (storage.hosts[{index - 1}])", checked)
+    return Report(target, findings, nodes)

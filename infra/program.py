@@ -13,6 +13,7 @@ from infra.config import ConfigError, StackConfig, split_config
 from infra.container import Naming
 from infra.deployed import compare_with_deployed, drive_placement, previous_outputs
 from infra.edge import EdgeProxy, EdgeProxyArgs
+from infra.hosts import ClusterCertificates, NodeHosts, host_loss, node_hosts_output
 from infra.identity import KEYCLOAK_ADMIN_USERNAME, Identity, IdentityArgs
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.monitoring.logs import LOKI_PORT
@@ -20,7 +21,7 @@ from infra.monitoring.metrics import ALERTMANAGER_PORT, PROMETHEUS_PORT
 from infra.networks import Segments
 from infra.runbook import runbook_url
 from infra.secrets import SECRET_CONFIG_KEYS, PlatformSecrets
-from infra.storage import API_PORT, MinioCluster, MinioClusterArgs, server_command
+from infra.storage import API_PORT, MinioCluster, MinioClusterArgs, stack_server_command
 from infra.tier import StackContext, Tier
 
 
@@ -67,8 +68,12 @@ def main() -> dict[str, Any]:
         pulumi.log.warn(notice)
 
     naming = Naming(config.name)
-    secrets = PlatformSecrets("secrets", supplied)
-    stack = StackContext(config, naming, Segments("segments", config, naming), secrets.values)
+    # nodes on hosts of their own: a provider and a network on each, and the CA their TLS rests on
+    multi_host = config.storage.multi_host
+    certificates = ClusterCertificates("cluster-tls", config) if multi_host else None
+    secrets = PlatformSecrets("secrets", supplied, certificates.material if certificates else None)
+    node_hosts = NodeHosts("node-hosts", config, naming) if multi_host else None
+    stack = StackContext(config, naming, Segments("segments", config, naming), secrets.values, node_hosts)
     identity = Identity("identity", IdentityArgs(stack))
     # MinIO's IAM waits for the OIDC discovery document: start it once Keycloak is healthy
     storage = MinioCluster("storage", MinioClusterArgs(stack), pulumi.ResourceOptions(depends_on=[identity.keycloak]))
@@ -89,11 +94,13 @@ def main() -> dict[str, Any]:
     outputs: dict[str, Any] = {
         "environment": config.environment,
         "name": config.name,
-        "layout": layout.as_dict(),
+        # what node, host and drive losses the cluster survives (the README's table)
+        "layout": {**layout.as_dict(), **host_loss(config)},
         # what the next update compares with (infra/deployed.py)
         "minioImage": config.storage.image,
-        "minioCommand": server_command(layout),
+        "minioCommand": stack_server_command(config),
         "drivePaths": drive_placement(config),
+        "nodeHosts": node_hosts_output(config),
         "containers": describe_containers(
             {name: container for tier in tiers for name, container in tier.containers.items()}
         ),
@@ -108,7 +115,7 @@ def main() -> dict[str, Any]:
             "grafana": urls.grafana,
             "keycloak": urls.keycloak,
             "keycloakIssuer": f"{urls.keycloak}/realms/{config.identity.realm}",
-            "minioInternal": f"http://minio1:{API_PORT}",
+            "minioInternal": f"{'https' if multi_host else 'http'}://minio1:{API_PORT}",
             "prometheusInternal": f"http://prometheus:{PROMETHEUS_PORT}",
             "alertmanagerInternal": f"http://alertmanager:{ALERTMANAGER_PORT}",
             "lokiInternal": f"http://loki:{LOKI_PORT}",

@@ -17,6 +17,7 @@ import pulumi_random as random
 
 from infra.config.edge import PROVIDED_TLS_KEYS
 from infra.config.replication import TARGET_ACCESS_KEY_KEY, TARGET_SECRET_KEY_KEY
+from infra.hosts import ClusterTls
 
 # the MinIO user Prometheus's bearer token is signed for (policy metrics-reader: admin:Prometheus only);
 # `scripts/ops bootstrap` creates it with metricsReaderSecretKey
@@ -69,20 +70,21 @@ class SecretValues:
     keycloak_bootstrap_password: str = _secret(
         "keycloakBootstrapPassword", "password of the realm's bootstrap console user (dev and staging only)"
     )
+    cluster_tls: ClusterTls | None = None
+    """The CA and certificates of a multi-host stack (infra/hosts.py); generated, never configured."""
 
     @classmethod
-    def throwaway(cls) -> SecretValues:
+    def throwaway(cls, nodes_on_hosts: int = 0) -> SecretValues:
         """Clearly marked stand-ins for offline rendering; never deployed."""
-        values = {}
-        for item in fields(cls):
-            spec: SecretSpec = item.metadata["spec"]
-            values[item.name] = (
-                "VEhST1dBV0FZLVRIUk9XQVdBWS1USFJPV0FXQVktMDE=" if spec.kind == "key" else f"throwaway-{spec.key}"
-            )
-        return cls(**values)
+        values: dict[str, Any] = {}
+        for name, spec in SECRET_SPECS.items():
+            values[name] = "VEhST1dBV0FZLVRIUk9XQVdBWS1USFJPV0FXQVktMDE=" if spec.kind == "key" else f"throwaway-{spec.key}"
+        return cls(**values, cluster_tls=ClusterTls.throwaway(nodes_on_hosts) if nodes_on_hosts else None)
 
 
-SECRET_SPECS: dict[str, SecretSpec] = {item.name: item.metadata["spec"] for item in fields(SecretValues)}
+SECRET_SPECS: dict[str, SecretSpec] = {
+    item.name: item.metadata["spec"] for item in fields(SecretValues) if "spec" in item.metadata
+}
 # plus the secrets nothing can generate: the production TLS certificate and key
 SECRET_CONFIG_KEYS: frozenset[str] = frozenset(spec.key for spec in SECRET_SPECS.values()) | frozenset(PROVIDED_TLS_KEYS)
 
@@ -103,7 +105,13 @@ class PlatformSecrets(pulumi.ComponentResource):
     outputs: dict[str, pulumi.Output[str]]
     values: pulumi.Output[SecretValues]
 
-    def __init__(self, name: str, supplied: set[str], opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        supplied: set[str],
+        cluster_tls: pulumi.Output[ClusterTls] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("minio-platform:index:PlatformSecrets", name, None, opts)
         config = pulumi.Config()
         self.outputs = {}
@@ -114,5 +122,8 @@ class PlatformSecrets(pulumi.ComponentResource):
                 value = pulumi.Output.from_input("") if spec.kind == "operator" else _generate(f"{name}-{spec.key}", spec, self)
             # random's own secret marking is applied by the engine; mark it here so every consumer sees it
             self.outputs[attribute] = pulumi.Output.secret(value)
-        self.values = pulumi.Output.all(**self.outputs).apply(lambda plain: SecretValues(**plain))
+        tls_material = cluster_tls if cluster_tls is not None else pulumi.Output.from_input(None)
+        self.values = pulumi.Output.all(tls_material, pulumi.Output.all(**self.outputs)).apply(
+            lambda parts: SecretValues(**parts[1], cluster_tls=parts[0])
+        )
         self.register_outputs({})

@@ -16,6 +16,7 @@ import pulumi_docker as docker
 
 from infra.config import StackConfig
 from infra.container import ContainerSpec, Naming, data_volume, pinned_image, service_container
+from infra.hosts import NodeHosts
 from infra.networks import Segments
 from infra.rendering import ROOT, FileOwner, RenderedFile, as_uploads
 from infra.secrets import SecretValues
@@ -23,12 +24,14 @@ from infra.secrets import SecretValues
 
 @dataclass(frozen=True)
 class StackContext:
-    """The validated config, the names, the network segments and the secret values of one stack."""
+    """The validated config, the names, the network segments, the secret values and the node hosts of one stack."""
 
     config: StackConfig
     naming: Naming
     segments: Segments
     secrets: pulumi.Output[SecretValues]
+    node_hosts: NodeHosts | None = None
+    """The node hosts of a multi-host stack (storage.hosts); None when every node runs on the stack's own."""
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,13 @@ class Tier(pulumi.ComponentResource):
         self.volumes = []
         self._waits_for = _resources(opts.depends_on if opts else None)
 
-    def image(self, resource_name: str, reference: str) -> docker.RemoteImage:
-        return pinned_image(resource_name, reference, self)
+    def image(self, resource_name: str, reference: str, provider: docker.Provider | None = None) -> docker.RemoteImage:
+        return pinned_image(resource_name, reference, self, provider)
 
-    def volume(self, name: str, service: str, device: str | None = None, **labels: str) -> docker.Volume:
-        created = data_volume(name, service, self.config, self.stack.naming, self, device, **labels)
+    def volume(
+        self, name: str, service: str, device: str | None = None, provider: docker.Provider | None = None, **labels: str
+    ) -> docker.Volume:
+        created = data_volume(name, service, self.config, self.stack.naming, self, device, provider, **labels)
         self.volumes.append(created)
         return created
 
@@ -80,9 +85,12 @@ class Tier(pulumi.ComponentResource):
         config = self.config
         return pulumi.Output.secret(self.stack.secrets.apply(lambda plain: as_uploads(render(config, plain), owner)))
 
-    def container(self, spec: ContainerSpec, depends_on: Sequence[pulumi.Resource] = ()) -> docker.Container:
+    def container(
+        self, spec: ContainerSpec, depends_on: Sequence[pulumi.Resource] = (), provider: docker.Provider | None = None
+    ) -> docker.Container:
+        """`spec` on the stack's own host, or through `provider` on another."""
         created = service_container(
-            spec, self.config, self.stack.naming, self, [*depends_on, *self._waits_for]
+            spec, self.config, self.stack.naming, self, [*depends_on, *self._waits_for], provider
         )
         self.containers[spec.name] = created
         return created

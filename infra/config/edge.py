@@ -81,6 +81,15 @@ class FailoverSettings(Settings):
     connect_timeout_seconds: int = Field(5, ge=1, le=75, description="nginx caps connect timeouts at 75s")
     read_timeout_seconds: int = Field(300, ge=1, description="silence tolerated from a node or a client mid-transfer")
 
+    @property
+    def retry_window_seconds(self) -> int:
+        """How long a request may go on being passed to the next node: every try's connect and read timeout.
+
+        No shorter: a request sent on a kept-alive connection to a host that vanished (no reset, only
+        silence) uses up a whole read timeout before nginx may try the next node.
+        """
+        return self.tries * (self.connect_timeout_seconds + self.read_timeout_seconds)
+
 
 class EdgeLimits(Settings):
     """What one client may ask of the web listener: login attempts, and body sizes off the S3 listeners."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -20,7 +21,7 @@ from infra.config.monitoring import MonitoringSettings
 from infra.config.network import NetworkSettings
 from infra.config.replication import Replication, ReplicationSettings
 from infra.config.runtime import ContainerSettings
-from infra.config.storage import StorageSettings
+from infra.config.storage import GATEWAY_PORT, StorageSettings
 
 PROJECT = "minio-platform"
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -38,7 +39,8 @@ class StackConfig(Settings):
     name: DnsLabel
     containers: ContainerSettings = ContainerSettings()
     storage: StorageSettings = StorageSettings()
-    networks: NetworkSettings = NetworkSettings()
+    # validated even when left out, so storage.hosts are checked against the default subnets
+    networks: NetworkSettings = Field(default_factory=NetworkSettings, validate_default=True)
     edge: EdgeSettings = EdgeSettings()
     identity: IdentitySettings = IdentitySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
@@ -46,6 +48,38 @@ class StackConfig(Settings):
     # validated even when left out, so a catalogue without the default backup bucket is caught
     backup: BackupSettings = Field(default_factory=BackupSettings, validate_default=True)
     replication: Replication = None
+
+    @field_validator("networks")
+    @classmethod
+    def _hosts_outside_the_segments(cls, networks: NetworkSettings, info: ValidationInfo) -> NetworkSettings:
+        storage = info.data.get("storage")
+        if storage is None or storage.hosts is None:
+            return networks
+        addresses = [(f"storage.hosts[{index}].address", host.address) for index, host in enumerate(storage.hosts)]
+        if storage.main_host_address:
+            addresses.append(("storage.mainHostAddress", storage.main_host_address))
+        for segment, settings in networks.segments().items():
+            for key, address in addresses:
+                if ipaddress.IPv4Address(address) in ipaddress.IPv4Network(settings.subnet):
+                    raise ValueError(
+                        f"{segment}.subnet {settings.subnet} holds {key} {address}: a container network on the same "
+                        "range would hide that host; choose a subnet apart from the hosts' network"
+                    )
+        return networks
+
+    @field_validator("edge")
+    @classmethod
+    def _edge_ports_leave_the_gateway_free(cls, edge: EdgeSettings, info: ValidationInfo) -> EdgeSettings:
+        storage = info.data.get("storage")
+        if storage is None or not storage.multi_host:
+            return edge
+        clash = [key for key, port in edge.published_ports().items() if port == GATEWAY_PORT]
+        if clash:
+            raise ValueError(
+                f"{clash[0]} {GATEWAY_PORT} is the port of the gateway listener the node hosts reach "
+                "(storage.hosts): choose another"
+            )
+        return edge
 
     @field_validator("backup")
     @classmethod

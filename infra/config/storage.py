@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import PurePosixPath
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from infra.config.base import ImageRef, MemoryMb, Settings
+from infra.config.base import PRIVATE_IPV4, ImageRef, MemoryMb, Settings
 from infra.config.images import MINIO
 from infra.quorum import ClusterLayout, ErasureLayout, LayoutError, choose_set_size
 
@@ -22,6 +24,45 @@ class PoolSettings(Settings):
 
     nodes: int = Field(ge=2, description="MinIO nodes of this pool")
     drives_per_node: int = Field(ge=1, description="volumes (drives) per node of this pool")
+
+
+def _private_address(value: str) -> str:
+    try:
+        address = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address like '10.0.0.11'") from None
+    if not any(address in block for block in PRIVATE_IPV4):
+        raise ValueError(
+            f"{value} is not a private address (10/8, 172.16/12, 192.168/16): nodes talk to each other "
+            "on a private network, never on a public or loopback address"
+        )
+    return value
+
+
+DOCKER_HOST_SCHEMES = ("ssh", "tcp")
+# the edge proxy's gateway listener on the stack's own host (infra/hosts.py), apart from the edge
+# ports' defaults (9000, 9443, 80, 443, 9444) and their dev and staging offsets
+GATEWAY_PORT = 7443
+
+
+class NodeHostSettings(Settings):
+    """The Docker host one MinIO node runs on, and the private address the other hosts reach it at."""
+
+    docker_host: str = Field(description="Docker endpoint of the node's host: ssh://user@host or tcp://host:2376")
+    address: str = Field(description="the host's private address; the node's API and console are published there only")
+
+    @field_validator("docker_host")
+    @classmethod
+    def _docker_endpoint(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in DOCKER_HOST_SCHEMES or not parts.hostname:
+            raise ValueError(f"{value!r} is not a Docker endpoint: write ssh://user@host or tcp://host:2376")
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _address_is_private(cls, value: str) -> str:
+        return _private_address(value)
 
 
 class StorageSettings(Settings):
@@ -46,6 +87,16 @@ class StorageSettings(Settings):
     drive_paths: list[str] | None = Field(
         None,
         description="host directories, one per drive in node-major order (minio1's drives, then minio2's...), each where its disk is mounted",
+    )
+
+    main_host_address: str | None = Field(
+        None,
+        description="with hosts: the private address of the stack's own host, where the nodes reach Keycloak, the audit sink and Loki",
+    )
+    hosts: list[NodeHostSettings] | None = Field(
+        None,
+        validate_default=True,
+        description="one Docker host per node (dockerHost, address), minio1's first; absent, every node runs on the stack's own host",
     )
 
     # field validators (not a model validator) so that a bad layout is reported beside every other error
@@ -105,6 +156,36 @@ class StorageSettings(Settings):
                 raise ValueError(f"{paths[index]!r} and {str(clash)!r} overlap: every drive needs a directory of its own, neither inside the other")
         return paths
 
+    @field_validator("hosts")
+    @classmethod
+    def _one_host_per_node(cls, hosts: list[NodeHostSettings] | None, info: ValidationInfo) -> list[NodeHostSettings] | None:
+        nodes, pools, main = info.data.get("nodes"), info.data.get("pools"), info.data.get("main_host_address")
+        if hosts is None:
+            if main is not None:
+                raise ValueError("storage.mainHostAddress is only read with storage.hosts: drop it, or give every node its host")
+            return hosts
+        if "main_host_address" not in info.data:
+            return hosts  # reported already
+        if main is None:
+            raise ValueError("need storage.mainHostAddress too: the private address the nodes reach the stack's own host at")
+        if main in {host.address for host in hosts}:
+            raise ValueError(f"{main} is both a node's address and storage.mainHostAddress: the stack's own host needs its own")
+        if nodes is None or pools is None:
+            return hosts
+        needed = nodes + sum(pool.nodes for pool in pools)
+        if len(hosts) != needed:
+            raise ValueError(f"{len(hosts)} hosts for {needed} nodes: give one host per node, minio1's first")
+        for key, values in (("address", [host.address for host in hosts]), ("dockerHost", [host.docker_host for host in hosts])):
+            repeated = next((value for index, value in enumerate(values) if value in values[:index]), None)
+            if repeated is not None:
+                raise ValueError(f"{key} {repeated} is given for two nodes: every node needs a host of its own")
+        return hosts
+
+    @field_validator("main_host_address")
+    @classmethod
+    def _main_host_is_private(cls, value: str | None) -> str | None:
+        return value if value is None else _private_address(value)
+
     def drive_path(self, node: int, drive: int) -> str | None:
         """The host directory of `node`'s `drive` (both 1-based), None for a volume Docker keeps."""
         if self.drive_paths is None:
@@ -112,6 +193,15 @@ class StorageSettings(Settings):
         # node-major: every drive of the nodes before this one comes first
         before = sum(count for index, count in self.layout().node_drives() if index < node)
         return self.drive_paths[before + drive - 1]
+
+    @property
+    def multi_host(self) -> bool:
+        """Every node on a Docker host of its own (storage.hosts), the rest of the stack on the stack's own."""
+        return self.hosts is not None
+
+    def node_host(self, node: int) -> NodeHostSettings | None:
+        """The host of `node` (1-based), None when it runs on the stack's own host."""
+        return self.hosts[node - 1] if self.hosts is not None else None
 
     @property
     def total_nodes(self) -> int:

@@ -6,6 +6,8 @@ wollomatic/socket-proxy (MIT, Go standard library only, a from-scratch image wit
 healthcheck binary). It anchors every allow-list regex (`^...$`, Go regexp: RE2) and matches it
 against the request's decoded path; a method without a list gets 405, a path no regex matches or a
 caller outside `-allowfrom` gets 403 (cmd/socket-proxy/handlehttprequest.go, internal/config/config.go).
+
+One proxy beside every agent: on the stack's own host, and on each node host (agent_hosts.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import pulumi_docker as docker
 
 from infra.container import ContainerSpec, Healthcheck
+from infra.monitoring.agent_hosts import AgentHost
 from infra.tier import Tier
 
 SERVICE = "docker-api-proxy"
@@ -70,26 +73,28 @@ def proxy_command(allow_from: str, listen_ip: str = "0.0.0.0", port: int = PORT,
     ]
 
 
-def add_docker_api_proxy(tier: Tier, client: str) -> docker.Container:
-    """The proxy on monitoring-net only, at its fixed address, admitting `client` (a service with a fixed address) only."""
+def add_docker_api_proxy(tier: Tier, client: str, host: AgentHost) -> docker.Container:
+    """The proxy on `host`'s network only, at its fixed address, admitting `client` (a service with a fixed address there) only."""
     settings = tier.config.monitoring
-    monitoring = tier.stack.segments.monitoring
     gid = settings.docker_socket_gid
+    name = host.name(SERVICE)
     return tier.container(
         ContainerSpec(
             service=SERVICE,
-            name=SERVICE,
-            image=tier.image(f"{SERVICE}-image", settings.docker_api_proxy_image),
-            command=proxy_command(allow_from=f"{monitoring.address(client)}/32"),
+            name=name,
+            image=tier.image(f"{name}-image", settings.docker_api_proxy_image, provider=host.provider),
+            command=proxy_command(allow_from=f"{host.address(client)}/32"),
             volumes=[
                 # read-only limits the file, not the API behind it: that is what the allow-list is for
                 docker.ContainerVolumeArgs(host_path=settings.docker_socket, container_path=SOCKET_PATH, read_only=True),
             ],
-            networks=[monitoring.attachment(SERVICE)],
+            networks=[host.attachment(SERVICE)],
             # connecting needs write permission on the socket: its group, or its owner (root), capabilities or not
+            # (one dockerSocketGid for every host: a node host whose docker group differs needs the same gid)
             user=f"{NOBODY}:{gid}" if gid is not None else "0:0",
             # a from-scratch image: no shell, but the proxy's own probe
             healthcheck=Healthcheck(["CMD", "/healthcheck"]),
             memory_mb=settings.docker_api_proxy_memory_mb,
-        )
+        ),
+        provider=host.provider,
     )

@@ -2,6 +2,10 @@
 proxy (docker_api_proxy.py, read calls only), and ships its lines to Loki, redacted and tagged.
 Grafana Alloy by default, Promtail (end of life) when `monitoring.logAgent` says so; both
 configurations are rendered from the one pipeline definition in `log_pipeline.py`.
+
+With nodes on hosts of their own (storage.hosts) every node host runs an agent too (agent_hosts.py),
+reading that host's containers of the stack with the same filter and pushing through the edge proxy's
+gateway listener over TLS, trusting the stack's CA.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import pulumi_docker as docker
 
 from infra.config import StackConfig
 from infra.container import STACK_LABEL, ContainerSpec, Healthcheck
+from infra.hosts import CA_FILE, gateway_url, node_addresses
+from infra.monitoring.agent_hosts import AgentHost, placed_name
+from infra.cluster_ca import ca_files, uploads_with_ca
 from infra.monitoring.docker_api_proxy import DOCKER_API_URL
 from infra.monitoring.log_pipeline import (
     PIPELINE,
@@ -29,7 +36,7 @@ from infra.monitoring.log_pipeline import (
     StaticLabels,
     Template,
 )
-from infra.monitoring.logs import LOKI_PUSH_URL
+from infra.monitoring.logs import LOKI_PUSH_PATH, LOKI_PUSH_URL
 from infra.rendering import RenderedFile, as_uploads, render_template
 from infra.tier import Tier
 
@@ -45,9 +52,8 @@ class LogAgent:
     data_dir: str
     ready_path: str
 
-    @property
-    def rendered_path(self) -> str:
-        return f"{self.name}/{Path(self.config_file).name}"
+    def rendered_path(self, node: int | None = None) -> str:
+        return f"{placed_name(self.name, node)}/{Path(self.config_file).name}"
 
 
 # grafana/alloy's Dockerfile: config at /etc/alloy/config.alloy, data under /var/lib/alloy/data
@@ -59,6 +65,24 @@ LOG_AGENTS = {agent.name: agent for agent in (ALLOY, PROMTAIL)}
 def deployed_agent(config: StackConfig) -> LogAgent:
     """The agent the stack runs: Alloy, unless `monitoring.logAgent` is promtail."""
     return LOG_AGENTS[config.monitoring.log_agent]
+
+
+@dataclass(frozen=True)
+class LokiPush:
+    """Where an agent pushes, and the CA certificate file it checks the receiver's certificate with (TLS only)."""
+
+    url: str
+    ca_file: str | None = None
+
+
+# on the stack's own host: Loki itself, on monitoring-net
+TO_LOKI = LokiPush(LOKI_PUSH_URL)
+# on a node host: the edge proxy's gateway listener on the stack's own host, which forwards to Loki
+THROUGH_GATEWAY = LokiPush(gateway_url(LOKI_PUSH_PATH), CA_FILE)
+
+
+def loki_push(node: int | None) -> LokiPush:
+    return TO_LOKI if node is None else THROUGH_GATEWAY
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -107,13 +131,14 @@ def _stage(stage: Stage, quote: Callable[[str], str]) -> dict[str, Any]:
             return {"kind": "match", "why": stage.why, "selector": quote(stage.selector), "stages": stages}
 
 
-def pipeline_context(pipeline: LogPipeline, stack: str, quote: Callable[[str], str]) -> dict[str, Any]:
-    """What both agent templates render: discovery, stream labels and stages, quoted for one syntax."""
+def pipeline_context(pipeline: LogPipeline, stack: str, quote: Callable[[str], str], push: LokiPush) -> dict[str, Any]:
+    """What both agent templates render: discovery, stream labels, stages and destination, quoted for one syntax."""
     return {
         "stack": stack,
         "stack_filter": quote(f"{STACK_LABEL}={stack}"),
         "refresh_interval": quote(pipeline.refresh_interval),
-        "loki_push_url": quote(LOKI_PUSH_URL),
+        "loki_push_url": quote(push.url),
+        "loki_ca_file": push.ca_file and quote(push.ca_file),
         "stream_labels": [
             {"target": quote(label.target), "source": quote(label.source), "regex": label.regex and quote(label.regex)}
             for label in pipeline.stream_labels
@@ -122,31 +147,43 @@ def pipeline_context(pipeline: LogPipeline, stack: str, quote: Callable[[str], s
     }
 
 
-def alloy_config(config: StackConfig) -> str:
+def alloy_config(config: StackConfig, push: LokiPush = TO_LOKI) -> str:
     return render_template(
         "alloy/config.alloy.j2",
         docker_host=alloy_string(DOCKER_API_URL),
-        **pipeline_context(PIPELINE, config.name, alloy_string),
+        **pipeline_context(PIPELINE, config.name, alloy_string, push),
     )
 
 
-def promtail_yml(config: StackConfig) -> str:
+def promtail_yml(config: StackConfig, push: LokiPush = TO_LOKI) -> str:
     return render_template(
         "promtail/promtail.yml.j2",
         http_port=PROMTAIL.port,
         positions_file=yaml_string(f"{PROMTAIL.data_dir}/positions.yaml"),
         docker_host=yaml_string(DOCKER_API_URL),
-        **pipeline_context(PIPELINE, config.name, yaml_string),
+        **pipeline_context(PIPELINE, config.name, yaml_string, push),
     )
 
 
-_AGENT_CONFIGS: dict[str, Callable[[StackConfig], str]] = {ALLOY.name: alloy_config, PROMTAIL.name: promtail_yml}
+_AGENT_CONFIGS: dict[str, Callable[[StackConfig, LokiPush], str]] = {ALLOY.name: alloy_config, PROMTAIL.name: promtail_yml}
 
 
-def log_agent_files(config: StackConfig) -> list[RenderedFile]:
-    """The configuration of the agent the stack runs (and only that one)."""
+def log_agent_files(config: StackConfig, node: int | None = None, ca_certificate: str | None = None) -> list[RenderedFile]:
+    """The configuration of the agent the stack runs (and only that one): on the stack's own host, or on
+    `node`'s host, with the CA certificate it checks the gateway with."""
     agent = deployed_agent(config)
-    return [RenderedFile(agent.rendered_path, agent.config_file, _AGENT_CONFIGS[agent.name](config))]
+    content = _AGENT_CONFIGS[agent.name](config, loki_push(node))
+    files = [RenderedFile(agent.rendered_path(node), agent.config_file, content)]
+    if node is not None:
+        if ca_certificate is None:
+            raise ValueError(f"the log agent on minio{node}'s host needs the stack's CA certificate to check the gateway with")
+        files += ca_files(placed_name(agent.name, node), ca_certificate)
+    return files
+
+
+def node_host_agent_files(config: StackConfig, ca_certificate: str | None) -> list[RenderedFile]:
+    """Every node host's agent configuration and CA certificate (none on a one-host stack)."""
+    return [file for node in node_addresses(config) for file in log_agent_files(config, node, ca_certificate)]
 
 
 def _agent_command(agent: LogAgent) -> list[str]:
@@ -157,30 +194,37 @@ def _agent_command(agent: LogAgent) -> list[str]:
         "run",
         f"--server.http.listen-addr=0.0.0.0:{agent.port}",
         f"--storage.path={agent.data_dir}",
-        # monitoring-net is internal: usage reports to Grafana could only fail
+        # no usage reports: monitoring-net has no route out, and a node host's agent sends only logs
         "--disable-reporting",
         agent.config_file,
     ]
 
 
-def add_log_agent(tier: Tier, docker_api: docker.Container) -> None:
-    """The agent the stack runs, created once `docker_api` (the Docker API proxy it reads through) is healthy."""
-    settings, agent = tier.config.monitoring, deployed_agent(tier.config)
+def add_log_agent(tier: Tier, docker_api: docker.Container, host: AgentHost) -> None:
+    """The agent the stack runs on `host`, created once `docker_api` (the Docker API proxy it reads through there) is healthy."""
+    settings, agent, config = tier.config.monitoring, deployed_agent(tier.config), tier.config
     image, memory_mb = {
         ALLOY.name: (settings.alloy_image, settings.alloy_memory_mb),
         PROMTAIL.name: (settings.promtail_image, settings.promtail_memory_mb),
     }[agent.name]
+    name = host.name(agent.name)
+    # read offsets, so a restarted agent resumes where it stopped; no Docker socket: the proxy has it
+    data = tier.volume(f"{name}-data", agent.name, provider=host.provider)
     tier.container(
         ContainerSpec(
             service=agent.name,
-            name=agent.name,
-            image=tier.image(f"{agent.name}-image", image),
+            name=name,
+            image=tier.image(f"{name}-image", image, provider=host.provider),
             command=_agent_command(agent),
-            uploads=as_uploads(log_agent_files(tier.config)),
-            # read offsets, so a restarted agent resumes where it stopped; no Docker socket: the proxy has it
-            volumes=[tier.data_mount(agent.name, agent.data_dir)],
-            # a fixed address, the one the Docker API proxy admits; Prometheus scrapes it by name
-            networks=[tier.stack.segments.monitoring.attachment(agent.name)],
+            uploads=as_uploads(log_agent_files(config))
+            if host.node is None
+            else uploads_with_ca(tier, lambda certificate: log_agent_files(config, host.node, certificate)),
+            volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path=agent.data_dir)],
+            # a fixed address, the one the Docker API proxy admits; on the stack's own host Prometheus scrapes it
+            # by name (a node host's agent publishes no port, so nothing scrapes it)
+            networks=[host.attachment(agent.name)],
+            # on a node host, the gateway it pushes through (node_host_entries, as every container there gets)
+            hosts=host.hosts,
             # both images are Ubuntu-based, with bash but neither curl nor wget
             healthcheck=Healthcheck(
                 [
@@ -195,4 +239,5 @@ def add_log_agent(tier: Tier, docker_api: docker.Container) -> None:
             memory_mb=memory_mb,
         ),
         depends_on=[docker_api],
+        provider=host.provider,
     )

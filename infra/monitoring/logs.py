@@ -16,7 +16,8 @@ from infra.services import audit_sink
 from infra.tier import Tier
 
 LOKI_PORT = 3100
-LOKI_PUSH_URL = f"http://loki:{LOKI_PORT}/loki/api/v1/push"
+LOKI_PUSH_PATH = "/loki/api/v1/push"
+LOKI_PUSH_URL = f"http://loki:{LOKI_PORT}{LOKI_PUSH_PATH}"
 
 LOKI_CONFIG = "/etc/loki/loki.yml"
 LOKI_DATA = "/loki"

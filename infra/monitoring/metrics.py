@@ -7,6 +7,10 @@ through the blackbox exporter there, and scrapes the monitoring services, Grafan
 exporter on monitoring-net. The rule files are the committed alerts/*.rules.yml with
 their runbook links pointed at the stack's own runbook, plus the stack's alert thresholds rendered as
 recording rules, which the committed rules compare against.
+
+With nodes on hosts of their own (storage.hosts) Prometheus reaches them over https, trusting the
+stack's CA, by names its `hosts` entries give. It does not scrape the node hosts' log agents: their
+ports are published nowhere, so those agents have no `up` series and MonitoringTargetDown cannot see them.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from jwt.warnings import InsecureKeyLengthWarning
 from infra.config import StackConfig
 from infra.config.edge import STATUS_PORT
 from infra.container import Attachment, ContainerSpec, Healthcheck
+from infra.hosts import CA_FILE, node_host_entries
 from infra.identity import KEYCLOAK_MANAGEMENT_PORT
 from infra.monitoring import blackbox_exporter
+from infra.cluster_ca import ca_certificate, ca_files
 from infra.monitoring.log_agent import deployed_agent
 from infra.monitoring.logs import LOKI_PORT
 from infra.networks import host_address
@@ -126,8 +132,12 @@ def prometheus_yml(
     addresses: ScrapeAddresses,
     rules_dir: str = PROMETHEUS_RULES_DIR,
     token_file: str = MINIO_TOKEN_FILE,
+    ca_file: str = CA_FILE,
 ) -> str:
+    """`ca_file`, read on a multi-host stack only, is where Prometheus finds the CA the nodes' certificates come from."""
     settings = config.monitoring
+    # nodes on hosts of their own serve TLS (infra/hosts.py); on one host they speak plain HTTP on storage-net
+    minio_scheme = "https" if config.storage.multi_host else "http"
     targets = {
         "prometheus": addresses.prometheus,
         "alertmanager": addresses.alertmanager,
@@ -186,10 +196,11 @@ def prometheus_yml(
         ],
         minio_nodes=[{"name": name, "target": target} for name, target in addresses.minio_nodes],
         minio_token_file=token_file,
+        minio_tls={"scheme": minio_scheme, "ca_file": ca_file} if config.storage.multi_host else None,
         health_probe={
             "name": blackbox_exporter.HEALTH_JOB,
             "module": blackbox_exporter.HEALTH_MODULE,
-            "path": blackbox_exporter.HEALTH_PATH,
+            "url": f"{minio_scheme}://${{1}}{blackbox_exporter.HEALTH_PATH}",
             "prober": addresses.blackbox_exporter,
             "why": "every node's unauthenticated cluster health, through the blackbox exporter: it still answers "
             "while IAM waits for Keycloak and refuses the metrics token (MinIOIdentityOffline)",
@@ -257,6 +268,7 @@ def prometheus_files(config: StackConfig, secrets: SecretValues) -> list[Rendere
             for name, content in rule_files(config).items()
         ),
         RenderedFile("prometheus/secrets/minio-metrics-token", MINIO_TOKEN_FILE, token + "\n", secret=True),
+        *ca_files("prometheus", ca_certificate(config, secrets)),
     ]
 
 
@@ -306,6 +318,8 @@ def add_prometheus(tier: Tier) -> None:
             volumes=[tier.data_mount("prometheus", "/prometheus")],
             # storage-net to scrape MinIO, monitoring-net for everything else
             networks=[segments.storage.attachment("prometheus"), segments.monitoring.attachment("prometheus")],
+            # nodes on other hosts, by their names (none on one host)
+            hosts=node_host_entries(tier.config),
             healthcheck=_http_probe(f"http://localhost:{PROMETHEUS_PORT}/-/ready"),
             memory_mb=settings.prometheus_memory_mb,
         )

@@ -5,10 +5,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from infra.__main__ import main as infra_command
+from infra.__main__ import PROJECT_ROOT, main as infra_command
+from infra.config import PROJECT, StackConfig, parse_stack_config, read_stack_file, stack_file
 
 STACKS = ["dev", "staging", "prod"]
 DATA = Path(__file__).resolve().parent / "data"
+
+# four node hosts and the stack's own host on a private network (storage.hosts, storage.mainHostAddress)
+NODE_HOSTS = [{"dockerHost": f"ssh://ops@node{node}", "address": f"10.0.0.{10 + node}"} for node in range(1, 5)]
+MAIN_HOST = "10.0.0.10"
 
 MINIO_METRICS: frozenset[str] = frozenset(
     line.strip()
@@ -32,3 +37,11 @@ def render(stack: str, out: Path) -> Path:
     """`python -m infra render` of a stack into `out`, as an operator runs it."""
     assert infra_command(["render", "--stack", stack, "--out", str(out)]) == 0
     return out
+
+
+def on_node_hosts(stack: str, **settings: object) -> StackConfig:
+    """`stack`'s configuration with every node on a host of its own (NODE_HOSTS), plus top-level `settings`."""
+    values, _ = read_stack_file(stack_file(stack, PROJECT_ROOT))
+    plain = {key.partition(":")[2]: value for key, value in values.items() if key.startswith(f"{PROJECT}:")}
+    storage = {**(plain.get("storage") or {}), "hosts": NODE_HOSTS, "mainHostAddress": MAIN_HOST}
+    return parse_stack_config(stack, {**plain, **settings, "storage": storage})

@@ -6,7 +6,12 @@ fixture's `host_paths` map each existing directory to its device number; a missi
 the daemon refuses it), `context inspect [NAME]` (the active `context`, or one of `contexts`), with `--format` templates of the forms `{{json .}}`,
 `{{json .A.B}}` and `{{.A.B}}`. The fixture may say the daemon is `down` (the CLI's error on
 stderr, exit 1) or that it `hang`s; every call is appended to the fixture's `log` file with the
-DOCKER_HOST it saw. `install` puts it first on a PATH as `docker`.
+DOCKER_HOST it saw and the endpoint it asked. `install` puts it first on a PATH as `docker`.
+
+Several daemons: `daemons` maps an endpoint (`-H`/`--host`, else DOCKER_HOST) to a fixture of its
+own, answered as above; with `daemons` set, an endpoint that is neither one of them nor the
+top-level fixture's `endpoint` fails as the CLI fails to connect. Without `daemons` the top-level
+fixture answers whatever endpoint is asked.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 def install(bin_dir: Path, fixture: dict[str, Any]) -> Path:
@@ -54,7 +60,7 @@ def _positional(args: list[str]) -> list[str]:
     for arg in args:
         if skip:
             skip = False
-        elif arg in ("--format", "-f", "--type"):
+        elif arg in ("--format", "-f", "--type", "-H", "--host"):
             skip = True
         elif not arg.startswith("-"):
             words.append(arg)
@@ -114,12 +120,50 @@ def _run_stat(fixture: dict[str, Any], args: list[str]) -> tuple[int, str, str]:
     return 0, "".join(f"{mounts[target]} {target}\n" for target in targets), ""
 
 
+def endpoint_of(args: list[str], environ: dict[str, str]) -> str | None:
+    """The daemon the CLI is pointed at: a global -H/--host before the command, else DOCKER_HOST."""
+    for index, arg in enumerate(args):
+        if arg in ("-H", "--host") and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith("--host="):
+            return arg.partition("=")[2]
+        if not arg.startswith("-"):
+            break
+    return environ.get("DOCKER_HOST") or None
+
+
+def cannot_connect(endpoint: str) -> str:
+    """What the docker CLI prints when nothing answers at `endpoint`."""
+    if endpoint.startswith("ssh://"):
+        parts = urlsplit(endpoint)
+        user = f"-l {parts.username} " if parts.username else ""
+        return (
+            f'error during connect: Get "http://docker.example.com/v1.47/version": command [ssh -o ConnectTimeout=30 -T {user}'
+            f"-- {parts.hostname} docker system dial-stdio] has exited with exit status 255, make sure the URL is valid, "
+            f"and Docker 18.09 or later is installed on the remote host: stderr=ssh: connect to host {parts.hostname} port 22: "
+            "Connection refused"
+        )
+    return f"Cannot connect to the Docker daemon at {endpoint}. Is the docker daemon running?"
+
+
+def daemon(fixture: dict[str, Any], endpoint: str | None) -> dict[str, Any]:
+    """The fixture of the daemon at `endpoint`: one of `daemons`, or the top-level one, or one that cannot be reached."""
+    daemons = fixture.get("daemons")
+    if daemons is None or endpoint is None or endpoint == fixture.get("endpoint"):
+        return fixture
+    if endpoint in daemons:
+        return dict(daemons[endpoint])
+    return {"down": cannot_connect(endpoint)}
+
+
 def main(args: list[str]) -> int:
     fixture = json.loads(Path(os.environ["FAKE_DOCKER_FIXTURE"]).read_text())
+    endpoint = endpoint_of(args, dict(os.environ))
     if fixture.get("log"):
         with open(fixture["log"], "a") as log:
-            log.write(json.dumps({"args": args, "DOCKER_HOST": os.environ.get("DOCKER_HOST")}) + "\n")
-    code, out, err = answer(fixture, args)
+            log.write(json.dumps({"args": args, "DOCKER_HOST": os.environ.get("DOCKER_HOST"), "endpoint": endpoint}) + "\n")
+    # a context lives in the CLI's own configuration, whichever daemon it names
+    code, out, err = answer(fixture if _positional(args)[:1] == ["context"] else daemon(fixture, endpoint), args)
     sys.stdout.write(out)
     sys.stderr.write(err)
     return code

@@ -10,13 +10,15 @@ import yaml
 
 from infra.inventory import Inventory, inventory
 from tests.conftest import ROOT
-from tests.unit.pulumi_harness import Deployment, deploy
+from tests.unit.multi_host_stack import DRIVE_PATHS, HOSTS, MAIN_HOST_ADDRESS, on_hosts
+from tests.unit.pulumi_harness import Deployment, Registration, deploy
 
 STACKS = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
 NETWORK = "docker:index/network:Network"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+PROVIDER = "pulumi:providers:docker"
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -89,3 +91,21 @@ def test_the_inventory_follows_the_stack_file_and_stands_in_for_encrypted_secret
     assert listed.assumed == ()
     assert sorted(c.name for c in listed.containers if "-minio" in c.name) == [f"minio-prod-minio{i}" for i in range(1, 7)]
     assert len([v for v in listed.volumes if "-minio" in v.name]) == 6
+
+
+def test_each_entry_is_on_the_docker_host_its_provider_points_at(tmp_path: Path) -> None:
+    listed = inventory("dev", on_hosts(tmp_path))
+    deployment = deploy("dev", {"storage": {"hosts": HOSTS, "mainHostAddress": MAIN_HOST_ADDRESS, "drivePaths": DRIVE_PATHS}})
+    providers = {p.urn: p.inputs["host"] for p in deployment.of_type(PROVIDER)}
+
+    def host(r: Registration) -> str | None:
+        return providers[r.provider.rsplit("::", 1)[0]] if r.provider else None
+
+    assert {(c.name, c.host) for c in listed.containers} == {(r.inputs["name"], host(r)) for r in deployment.of_type(CONTAINER)}
+    assert {(v.name, v.host) for v in listed.volumes} == {(r.inputs["name"], host(r)) for r in deployment.of_type(VOLUME)}
+    assert {(n.name, n.host) for n in listed.networks} == {(r.inputs["name"], host(r)) for r in deployment.of_type(NETWORK)}
+    assert {(i.reference, i.host) for i in listed.images} == {(r.inputs["name"], host(r)) for r in deployment.of_type(REMOTE_IMAGE)}
+    assert set(listed.hosts) == {h["dockerHost"] for h in HOSTS}
+    assert {c.host for c in listed.containers if c.service == "minio"} == set(listed.hosts)
+    # on one host, everything is on the stack's own
+    assert inventory("dev").hosts == ()

@@ -50,8 +50,12 @@ def test_validate_reports_a_missing_stack_file() -> None:
 
 
 def test_throwaway_secrets_are_marked_as_such() -> None:
-    values = SecretValues.throwaway()
-    assert all("throwaway" in value.lower() or value.startswith("VEhST1dBV0FZ") for value in vars(values).values())
+    values = SecretValues.throwaway(nodes_on_hosts=4)
+    plain = [value for name, value in vars(values).items() if name != "cluster_tls"]
+    assert all("throwaway" in value.lower() or value.startswith("VEhST1dBV0FZ") for value in plain)
+    assert values.cluster_tls is not None
+    pems = [values.cluster_tls.ca_certificate, *(pair.certificate + pair.key for pair in values.cluster_tls.nodes.values())]
+    assert all(pem.startswith("THROWAWAY") for pem in pems) and len(values.cluster_tls.nodes) == 4
 
 
 def test_render_writes_into_an_existing_empty_folder(tmp_path: Path) -> None:

@@ -130,7 +130,11 @@ def test_generated_credentials_come_from_pulumi_random(deployment: Deployment) -
 
 
 def test_layout_output_is_the_quorum_model(deployment: Deployment) -> None:
-    assert deployment.outputs["layout"] == ClusterLayout.plan([(4, 2)]).as_dict()
+    model = ClusterLayout.plan([(4, 2)]).as_dict()
+    layout = deployment.outputs["layout"]
+    assert {key: layout[key] for key in model} == model
+    # every node on the one host: losing it loses the cluster
+    assert layout["hosts"] == 1 and layout["hostLoss"][-1] == {"hostsDown": 1, "reads": False, "writes": False}
 
 
 def test_data_volumes_are_protected_and_retained_on_prod_only() -> None:

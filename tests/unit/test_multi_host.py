@@ -1,0 +1,197 @@
+"""Nodes on hosts of their own (storage.hosts), under Pulumi's mocks: a provider per host and each node
+through it, ports on the private address only, one server command over TLS, the `hosts` entries, the
+certificates and the clients that trust them, and a stack without hosts exactly as recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra.config import ConfigError, parse_stack_config
+from infra.hosts import CA_FILE, CLUSTER_TLS_NAME, GATEWAY_NAME, GATEWAY_PORT
+from infra.inventory import CONTAINER, NETWORK
+from tests.unit import pulumi_harness
+from tests.unit.pulumi_harness import Deployment, Registration, deploy
+from tests.unit.resource_snapshot import STACKS, current, recorded
+
+PROVIDER = "pulumi:providers:docker"
+CERTIFICATE = "tls:index/locallySignedCert:LocallySignedCert"
+REQUEST = "tls:index/certRequest:CertRequest"
+CA = "tls:index/selfSignedCert:SelfSignedCert"
+HOSTS = [{"dockerHost": f"ssh://ops@node{node}", "address": f"10.0.0.{10 + node}"} for node in range(1, 5)]
+MAIN = "10.0.0.10"
+ON_HOSTS = {"storage": {"hosts": HOSTS, "mainHostAddress": MAIN}}
+
+
+@pytest.fixture(scope="module")
+def spread() -> Deployment:
+    return deploy("dev", ON_HOSTS)
+
+
+def provider_of(deployment: Deployment, registration: Registration) -> str | None:
+    """The dockerHost `registration` is created through; None for the stack's own (default) provider."""
+    if not registration.provider:
+        return None
+    urn = registration.provider.split("::")
+    providers = {p.urn: p for p in deployment.of_type(PROVIDER)}
+    return str(providers["::".join(urn[:-1])].inputs["host"])
+
+
+def test_one_provider_per_host_and_each_nodes_resources_through_it(spread: Deployment) -> None:
+    providers = spread.of_type(PROVIDER)
+    assert sorted(p.inputs["host"] for p in providers) == [host["dockerHost"] for host in HOSTS]
+    for node, host in enumerate(HOSTS, start=1):
+        on_host = {r.name for r in spread.resources if provider_of(spread, r) == host["dockerHost"]}
+        assert {f"minio{node}", f"minio{node}-data1", f"minio{node}-data2", f"minio{node}-image", f"minio{node}-net"} <= on_host
+        assert not {name for name in on_host if name.startswith("minio") and not name.startswith(f"minio{node}")}
+    # the rest of the stack stays on the stack's own host
+    for name in ("edge-proxy", "keycloak", "prometheus", "loki", "postgres"):
+        assert provider_of(spread, spread.named(name, CONTAINER)) is None
+
+
+def test_nodes_publish_on_their_private_address_only(spread: Deployment) -> None:
+    for node, host in enumerate(HOSTS, start=1):
+        ports = spread.named(f"minio{node}", CONTAINER).inputs["ports"]
+        assert {(p["internal"], p["external"], p["ip"]) for p in ports} == {(9000, 9000, host["address"]), (9001, 9001, host["address"])}
+    # on one host a node publishes nothing
+    assert "ports" not in deploy("dev").named("minio1", CONTAINER).inputs
+
+
+def test_every_node_runs_the_same_command_over_tls(spread: Deployment) -> None:
+    commands = {tuple(spread.named(f"minio{node}", CONTAINER).inputs["command"]) for node in range(1, 5)}
+    assert commands == {("server", "--certs-dir", "/etc/minio/certs", "--address", ":9000", "--console-address", ":9001",
+                         "https://minio{1...4}:9000/data{1...2}")}
+    assert spread.outputs["minioCommand"] == list(commands.pop())
+    assert deploy("dev").outputs["minioCommand"][-1] == "http://minio{1...4}:9000/data{1...2}"
+
+
+def test_a_node_names_the_others_and_the_gateway_but_never_itself(spread: Deployment) -> None:
+    entries = {e["host"]: e["ip"] for e in spread.named("minio2", CONTAINER).inputs["hosts"]}
+    # its own name stays its container's address, or MinIO would not find itself among the endpoints
+    assert entries == {"minio1": "10.0.0.11", "minio3": "10.0.0.13", "minio4": "10.0.0.14", GATEWAY_NAME: MAIN}
+    assert spread.named("minio2", CONTAINER).inputs["hostname"] == "minio2"
+    backup = {e["host"]: e["ip"] for e in spread.named("backup", CONTAINER).inputs["hosts"]}
+    assert backup == {f"minio{node}": host["address"] for node, host in enumerate(HOSTS, start=1)}
+
+
+def test_each_node_network_is_a_routed_bridge_on_its_host(spread: Deployment) -> None:
+    network = spread.named("minio3-net", NETWORK)
+    assert not network.inputs.get("internal") and network.inputs["driver"] == "bridge"
+    container = spread.named("minio3", CONTAINER)
+    assert [n["name"] for n in container.inputs["networksAdvanced"]] == [network.inputs["name"]]
+    # storage-net carries the clients of the nodes out to the hosts' network; on one host it stays internal
+    assert not spread.named("storage-net", NETWORK).inputs.get("internal")
+    assert deploy("dev").named("storage-net", NETWORK).inputs["internal"] is True
+
+
+def test_every_node_certificate_is_signed_by_the_stack_ca(spread: Deployment) -> None:
+    [ca] = [c for c in spread.of_type(CA) if c.name == "cluster-tls-ca"]
+    assert ca.inputs["isCaCertificate"] is True
+    requests = {r.name: r for r in spread.of_type(REQUEST)}
+    for node, host in enumerate(HOSTS, start=1):
+        request = requests[f"cluster-tls-minio{node}-request"]
+        assert request.inputs["dnsNames"] == [f"minio{node}", CLUSTER_TLS_NAME, "localhost"]
+        assert request.inputs["ipAddresses"] == [host["address"], "127.0.0.1"]
+    assert requests[f"cluster-tls-{GATEWAY_NAME}-request"].inputs["ipAddresses"] == [MAIN]
+    certificates = {c.name: c for c in spread.of_type(CERTIFICATE)}
+    assert len(certificates) == 5
+    assert {c.inputs["caCertPem"] for c in certificates.values()} == {ca.inputs["certPem"]}
+    assert all(c.inputs["earlyRenewalHours"] > 0 for c in certificates.values())
+
+
+def test_a_node_receives_its_own_certificate_and_the_ca_with_its_key_secret(spread: Deployment) -> None:
+    certificates = {c.name: c.inputs["certPem"] for c in spread.of_type(CERTIFICATE)}
+    [ca] = [c.inputs["certPem"] for c in spread.of_type(CA) if c.name == "cluster-tls-ca"]
+    node = spread.named("minio3", CONTAINER)
+    files = node.uploads()
+    assert files["/etc/minio/certs/public.crt"] == certificates["cluster-tls-minio3"]
+    assert files["/etc/minio/certs/CAs/cluster-ca.crt"] == ca
+    assert "PRIVATE KEY" in files["/etc/minio/certs/private.key"]
+    assert "uploads" in node.secret_paths
+
+
+def test_nodes_reach_keycloak_and_the_audit_sink_through_the_gateway(spread: Deployment) -> None:
+    settings = spread.named("minio1", CONTAINER).uploads()["/etc/minio/config.env"]
+    assert f"MINIO_IDENTITY_OPENID_CONFIG_URL=https://{GATEWAY_NAME}:{GATEWAY_PORT}/auth/realms/" in settings
+    assert f"MINIO_AUDIT_WEBHOOK_ENDPOINT=https://{GATEWAY_NAME}:{GATEWAY_PORT}/minio/audit" in settings
+    one_host = deploy("dev").named("minio1", CONTAINER).uploads()["/etc/minio/config.env"]
+    assert "MINIO_IDENTITY_OPENID_CONFIG_URL=http://keycloak:8080/auth/realms/" in one_host
+
+
+def test_the_backup_trusts_the_ca_and_speaks_tls_to_minio1(spread: Deployment) -> None:
+    backup = spread.named("backup", CONTAINER)
+    command = backup.inputs["command"]
+    assert command[command.index("--ca-file") + 1] == CA_FILE
+    files = backup.uploads()
+    [ca] = [c.inputs["certPem"] for c in spread.of_type(CA) if c.name == "cluster-tls-ca"]
+    assert files[CA_FILE] == ca
+    assert "OPS_ENDPOINT=https://minio1:9000" in files["/etc/ops/ops.env"]
+    assert "--ca-file" not in deploy("dev").named("backup", CONTAINER).inputs["command"]
+
+
+def test_the_layout_counts_hosts(spread: Deployment) -> None:
+    layout = spread.outputs["layout"]
+    assert layout["hosts"] == 4
+    # one node per host: a host lost is a node lost, row for row
+    assert [(row["hostsDown"], row["reads"], row["writes"]) for row in layout["hostLoss"]] == [
+        (row["nodesDown"], row["reads"], row["writes"]) for row in layout["nodeLoss"]
+    ]
+    one_host = deploy("dev").outputs["layout"]
+    assert one_host["hosts"] == 1 and one_host["hostLoss"][1] == {"hostsDown": 1, "reads": False, "writes": False}
+    assert spread.outputs["nodeHosts"]["minio2"] == HOSTS[1]
+    assert deploy("dev").outputs["nodeHosts"]["minio2"] is None
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_without_hosts_or_drive_paths_the_resources_are_exactly_as_recorded(stack: str) -> None:
+    # the records were taken before storage.hosts existed; `python -m tests.unit.resource_snapshot` rewrites them
+    assert current(stack) == recorded(stack)
+
+
+def test_moving_a_deployed_node_to_its_own_host_is_refused_before_any_resource() -> None:
+    deployed = deploy("dev").outputs
+    with pytest.raises(Exception) as raised:
+        deploy("dev", ON_HOSTS, previous=deployed)
+    message = str(raised.value)
+    assert "storage.hosts: minio1 is deployed on the stack's own Docker host and would move on ssh://ops@node1" in message
+    assert pulumi_harness.last_monitor is not None and pulumi_harness.last_monitor.registrations == []
+    allowed = deploy("dev", {"storage": {**ON_HOSTS["storage"], "allowLayoutChange": True}}, previous=deployed)
+    assert any("minio1 is deployed on the stack's own Docker host" in warning for warning in allowed.warnings)
+    # once spread, the same hosts again: nothing to refuse
+    again = deploy("dev", ON_HOSTS, previous=deploy("dev", ON_HOSTS).outputs)
+    assert again.outputs["nodeHosts"] == spread_hosts()
+
+
+def spread_hosts() -> dict[str, Any]:
+    return {f"minio{node}": host for node, host in enumerate(HOSTS, start=1)}
+
+
+@pytest.mark.parametrize(
+    ("storage", "words"),
+    [
+        ({"hosts": HOSTS[:3], "mainHostAddress": MAIN}, "storage.hosts: 3 hosts for 4 nodes"),
+        ({"hosts": HOSTS}, "storage.hosts: need storage.mainHostAddress too"),
+        ({"mainHostAddress": MAIN}, "storage.hosts: storage.mainHostAddress is only read with storage.hosts"),
+        ({"hosts": [*HOSTS[:3], {**HOSTS[3], "address": "10.0.0.11"}], "mainHostAddress": MAIN}, "address 10.0.0.11 is given for two nodes"),
+        ({"hosts": [*HOSTS[:3], {**HOSTS[3], "dockerHost": "ssh://ops@node1"}], "mainHostAddress": MAIN}, "dockerHost ssh://ops@node1 is given for two"),
+        ({"hosts": [*HOSTS[:3], {**HOSTS[3], "dockerHost": "http://node4:2375"}], "mainHostAddress": MAIN}, "storage.hosts.3.dockerHost: 'http://node4:2375' is not a Docker endpoint"),
+        ({"hosts": [*HOSTS[:3], {**HOSTS[3], "address": "203.0.113.4"}], "mainHostAddress": MAIN}, "storage.hosts.3.address: 203.0.113.4 is not a private address"),
+        ({"hosts": [*HOSTS[:3], {**HOSTS[3], "address": "node4"}], "mainHostAddress": MAIN}, "storage.hosts.3.address: 'node4' is not an IPv4 address"),
+        ({"hosts": HOSTS, "mainHostAddress": "10.0.0.12"}, "10.0.0.12 is both a node's address and storage.mainHostAddress"),
+        ({"hosts": HOSTS, "mainHostAddress": "172.31.0.20"}, "networks: monitoring.subnet 172.31.0.0/24 holds storage.mainHostAddress"),
+    ],
+)
+def test_bad_hosts_are_refused_naming_the_key(storage: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_stack_config("dev", {"environment": "dev", "name": "minio-dev", "storage": storage})
+    assert words in str(raised.value)
+
+
+def test_an_edge_port_on_the_gateways_is_refused_naming_the_key() -> None:
+    values = {"environment": "dev", "name": "minio-dev", **ON_HOSTS, "edge": {"s3TlsPort": GATEWAY_PORT}}
+    with pytest.raises(ConfigError) as raised:
+        parse_stack_config("dev", values)
+    assert f"edge: s3TlsPort {GATEWAY_PORT} is the port of the gateway listener" in str(raised.value)
+    # on one host the port is free to use
+    parse_stack_config("dev", {**values, "storage": {}})
