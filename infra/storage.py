@@ -36,8 +36,9 @@ def node_name(index: int) -> str:
     return f"minio{index}"
 
 
-# MinIO trusts the certificates under its certs directory's CAs/ as a client: the other nodes', the
-# gateway's (Keycloak's discovery document, the audit webhook) (cmd/common-main.go `getTLSConfig`)
+# MinIO trusts the certificates under its certs directory's CAs/ as a client (cmd/server-main.go
+# `serverHandleCmdArgs`: globalRootCAs is certs.GetRootCAs of that folder): the other nodes', and the
+# gateway's for Keycloak's discovery document and the audit webhook
 NODE_CA_FILE = f"{MINIO_CERTS_DIR}/CAs/cluster-ca.crt"
 
 

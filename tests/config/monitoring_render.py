@@ -7,13 +7,10 @@ from pathlib import Path
 
 from infra.__main__ import PROJECT_ROOT, main as infra_command
 from infra.config import PROJECT, StackConfig, parse_stack_config, read_stack_file, stack_file
+from tests.unit.multi_host_stack import STORAGE_ON_HOSTS
 
 STACKS = ["dev", "staging", "prod"]
 DATA = Path(__file__).resolve().parent / "data"
-
-# four node hosts and the stack's own host on a private network (storage.hosts, storage.mainHostAddress)
-NODE_HOSTS = [{"dockerHost": f"ssh://ops@node{node}", "address": f"10.0.0.{10 + node}"} for node in range(1, 5)]
-MAIN_HOST = "10.0.0.10"
 
 MINIO_METRICS: frozenset[str] = frozenset(
     line.strip()
@@ -40,8 +37,8 @@ def render(stack: str, out: Path) -> Path:
 
 
 def on_node_hosts(stack: str, **settings: object) -> StackConfig:
-    """`stack`'s configuration with every node on a host of its own (NODE_HOSTS), plus top-level `settings`."""
+    """`stack`'s configuration with every node on a host of its own (STORAGE_ON_HOSTS), plus top-level `settings`."""
     values, _ = read_stack_file(stack_file(stack, PROJECT_ROOT))
     plain = {key.partition(":")[2]: value for key, value in values.items() if key.startswith(f"{PROJECT}:")}
-    storage = {**(plain.get("storage") or {}), "hosts": NODE_HOSTS, "mainHostAddress": MAIN_HOST}
+    storage = {**(plain.get("storage") or {}), **STORAGE_ON_HOSTS}
     return parse_stack_config(stack, {**plain, **settings, "storage": storage})

@@ -9,17 +9,12 @@ same, and the parsed documents are checked for where it is used.
 
 from __future__ import annotations
 
-import datetime
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from infra.__main__ import load_stack
 from infra.container import STACK_LABEL
@@ -29,6 +24,7 @@ from infra.monitoring.docker_api_proxy import DOCKER_API_URL
 from infra.monitoring.log_agent import THROUGH_GATEWAY, alloy_config, promtail_yml
 from infra.monitoring.metrics import MINIO_TOKEN_FILE, ScrapeAddresses, prometheus_files, prometheus_yml, rule_files
 from infra.secrets import SecretValues
+from tests.cluster_pki import StandInCa
 from tests.conftest import require_tool
 from tests.config.alloy_syntax import parse
 from tests.config.monitoring_render import STACKS, on_node_hosts
@@ -40,24 +36,8 @@ GATEWAY_PUSH_URL = f"https://{GATEWAY_NAME}:{GATEWAY_PORT}/loki/api/v1/push"
 
 @pytest.fixture(scope="module")
 def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real self-signed CA certificate, as pulumi-tls makes the stack's (ECDSA P-256)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minio-platform test cluster CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path = tmp_path_factory.mktemp("ca") / "cluster-ca.crt"
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return path
+    """A real CA certificate, a stand-in for the stack's pulumi-tls one (ECDSA P-256)."""
+    return StandInCa("minio-platform test cluster CA").write(tmp_path_factory.mktemp("ca") / "cluster-ca.crt")
 
 
 def prometheus_config(stack: str, ca_file: Path, out: Path) -> Path:

@@ -10,18 +10,17 @@ Names resolve as Docker's `hosts` entries make them: `ip netns exec NAME` bind-m
 /etc/netns/NAME/hosts over /etc/hosts, and the lab writes there what `node_host_entries` gives each
 host. Cutting a host's link is `ip link set v-minioN down` in the switch namespace.
 
-The nodes are stand-ins (a small Python TLS HTTP server, not MinIO); their certificates come from a CA
-the lab generates with `cryptography`, with exactly the names the program's pulumi-tls certificates
-carry (`node_certificate_names`, `node_certificate_addresses`). Lab code reaches into a namespace by
-switching only the calling thread's network namespace (setns) while it opens a socket: a socket stays
-in the namespace it was created in.
+The nodes are stand-ins (a small Python TLS HTTP server, not MinIO); their certificates come from the
+stand-in CA of tests/cluster_pki.py, with exactly the names the program's pulumi-tls certificates carry
+(`node_certificate_names`, `node_certificate_addresses`). Lab code reaches into a namespace by switching
+only the calling thread's network namespace (setns) while it opens a socket: a socket stays in the
+namespace it was created in.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import datetime
 import http.client
 import ipaddress
 import json
@@ -41,16 +40,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from infra.config import StackConfig, parse_stack_config
 from infra.edge import ProxyRuntime, ProxyUpstreams, render_nginx_conf, runbook_page
-from infra.hosts import CLUSTER_TLS_NAME, GATEWAY_NAME, node_addresses, node_certificate_addresses, node_certificate_names, node_host_entries
+from infra.hosts import CLUSTER_TLS_NAME, node_addresses, node_certificate_addresses, node_certificate_names, node_host_entries
 from infra.monitoring.metrics import PROMETHEUS_PORT, ScrapeAddresses, minio_metrics_token, prometheus_yml
 from infra.storage import API_PORT, node_name
+from tests.cluster_pki import PemPair, StandInCa
 from tests.conftest import require_root, require_tool
 from tests.lab.proxy_lab import stop
 
@@ -161,81 +156,10 @@ def hosts_file(entries: dict[str, str]) -> str:
 # -- certificates ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PemPair:
-    certificate: str
-    key: str
-
-
-def _key_usage(**uses: bool) -> x509.KeyUsage:
-    names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
-             "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
-    return x509.KeyUsage(**{name: uses.get(name, False) for name in names})
-
-
-@dataclass
-class LabCa:
-    """A stand-in for the stack's pulumi-tls CA (infra/hosts.py `ClusterCertificates`): same key type,
-    uses and leaf names, generated in the test with `cryptography`."""
-
-    common_name: str
-    key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
-
-    def __post_init__(self) -> None:
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.common_name)])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(_key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-
-    @property
-    def pem(self) -> str:
-        return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-    def sign(self, common_name: str, dns_names: list[str], ip_addresses: list[str]) -> PemPair:
-        """A server certificate as `tls.LocallySignedCert` makes it with infra/hosts.py `SERVER_USES`."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
-        names += [x509.IPAddress(ipaddress.IPv4Address(address)) for address in ip_addresses]
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(self.certificate.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(_key_usage(digital_signature=True, key_encipherment=True), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        return PemPair(
-            certificate.public_bytes(serialization.Encoding.PEM).decode(),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode(),
-        )
-
-    def node_pair(self, node: int, address: str) -> PemPair:
-        return self.sign(node_name(node), node_certificate_names(node), node_certificate_addresses(address))
-
-
 def server_context(pair: PemPair, folder: Path, name: str) -> ssl.SSLContext:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.crt").write_text(pair.certificate)
-    (folder / f"{name}.key").write_text(pair.key)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(folder / f"{name}.crt", folder / f"{name}.key")
+    context.load_cert_chain(*pair.write(folder, name))
     return context
 
 
@@ -540,7 +464,7 @@ def sweep_stale_namespaces() -> list[str]:
 class NetnsLab:
     config: StackConfig
     workdir: Path
-    ca: LabCa
+    ca: StandInCa
     prefix: str = field(default_factory=lambda: f"{NAMESPACE_PREFIX}{os.getpid()}")
     created: list[str] = field(default_factory=list)
     created_etc: list[Path] = field(default_factory=list)
@@ -599,12 +523,8 @@ class NetnsLab:
 
     def write_tls(self) -> None:
         """The CA and the gateway listener's pair where the proxy's runtime names them."""
-        folder = self.workdir / "tls"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "cluster-ca.crt").write_text(self.ca.pem)
-        gateway = self.ca.sign(GATEWAY_NAME, [GATEWAY_NAME], [MAIN_ADDRESS])
-        (folder / "gateway.crt").write_text(gateway.certificate)
-        (folder / "gateway.key").write_text(gateway.key)
+        self.ca.write(self.ca_file)
+        self.ca.gateway_pair(MAIN_ADDRESS).write(self.workdir / "tls", "gateway")
 
     def start_nodes(self) -> None:
         for node, address in node_addresses(self.config).items():
@@ -703,7 +623,7 @@ def netns_lab(workdir: Path, config: StackConfig | None = None) -> Iterator[Netn
     require_root("creates network namespaces")
     require_tool("ip")
     config = config or multi_host_stack()
-    ca = LabCa(f"minio-platform {config.name} cluster CA (lab stand-in)")
+    ca = StandInCa(f"minio-platform {config.name} cluster CA (lab stand-in)")
     lab = NetnsLab(config, workdir, ca)
     try:
         lab.write_tls()
@@ -717,10 +637,10 @@ def netns_lab(workdir: Path, config: StackConfig | None = None) -> Iterator[Netn
         lab.teardown()
 
 
-def wrong_certificates(ca: LabCa, node: int, address: str) -> dict[str, PemPair]:
+def wrong_certificates(ca: StandInCa, node: int, address: str) -> dict[str, PemPair]:
     """Node certificates the proxy must refuse: every name right but another CA's, and the right CA without CLUSTER_TLS_NAME."""
     names = [name for name in node_certificate_names(node) if name != CLUSTER_TLS_NAME]
     return {
-        "signed by another CA": LabCa("another CA").node_pair(node, address),
+        "signed by another CA": StandInCa("another CA").node_pair(node, address),
         f"without the name {CLUSTER_TLS_NAME}": ca.sign(node_name(node), names, node_certificate_addresses(address)),
     }

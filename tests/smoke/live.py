@@ -2,7 +2,8 @@
 
 Each call is bounded: every docker command (inspect, exec, stop, start) goes through
 `run_docker` with a time limit, in-container HTTP also with the tool's own timeout, HTTP and S3
-clients with connect/read timeouts.
+clients with connect/read timeouts. A docker call about a container on a node host of its own
+(`storage.hosts`) goes to that host's Docker endpoint (`docker_for`); every other to the stack's own.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import secrets
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
@@ -26,15 +28,16 @@ from minio.credentials.credentials import Credentials
 from minio.credentials.providers import Provider, StaticProvider, WebIdentityProvider
 from minio.minioadmin import MinioAdmin
 
-from infra.storage import API_PORT
 from tests.smoke.stack import (
     REFUSED_WRITE_BYTES,
+    ContainerInfo,
     StackOutputs,
     HealthAnswer,
     curl_health_answer,
     describe_seen,
     health_answer,
     mismatch,
+    node_curl,
     wait_for,
     wget_status,
 )
@@ -65,19 +68,46 @@ class DockerCli(Protocol):
     def __call__(self, *args: str, timeout: float) -> CommandResult: ...
 
 
-def run_docker(*args: str, timeout: float) -> CommandResult:
-    """Run the docker CLI (it honours DOCKER_HOST/DOCKER_CONTEXT); the one place the suite calls Docker.
+def run_docker(*args: str, timeout: float, endpoint: str | None = None) -> CommandResult:
+    """Run the docker CLI; the one place the suite calls Docker.
 
-    A hung daemon fails the check that asked, naming the command, instead of hanging the suite.
+    Without `endpoint` it talks to the daemon DOCKER_HOST/DOCKER_CONTEXT name (the stack's own host);
+    with one, to that endpoint. A hung daemon fails the check that asked, naming the command, instead
+    of hanging the suite.
     """
     command = ["docker", *args]
+    shown = f"`{' '.join(command)}`" + (f" on {endpoint}" if endpoint else "")
+    environment = None if endpoint is None else docker_environment(endpoint)
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=environment
+        )
     except subprocess.TimeoutExpired:
-        raise AssertionError(f"`{' '.join(command)}`: no answer within {timeout:g}s (is the Docker daemon hung?)") from None
+        raise AssertionError(f"{shown}: no answer within {timeout:g}s (is the Docker daemon hung?)") from None
     except FileNotFoundError:
-        raise AssertionError(f"`{' '.join(command)}`: the docker CLI is not on PATH") from None
+        raise AssertionError(f"{shown}: the docker CLI is not on PATH") from None
     return CommandResult(result.returncode, result.stdout, result.stderr)
+
+
+def docker_environment(endpoint: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The docker CLI's environment for `endpoint`: DOCKER_HOST set, and no DOCKER_CONTEXT to pick another daemon."""
+    return {**{key: value for key, value in environ.items() if key != "DOCKER_CONTEXT"}, "DOCKER_HOST": endpoint}
+
+
+def docker_on(endpoint: str | None) -> DockerCli:
+    """The docker CLI bound to `endpoint`; None: the stack's own host, exactly as `run_docker`."""
+    if endpoint is None:
+        return run_docker
+
+    def on_endpoint(*args: str, timeout: float) -> CommandResult:
+        return run_docker(*args, timeout=timeout, endpoint=endpoint)
+
+    return on_endpoint
+
+
+def docker_for(container: ContainerInfo) -> DockerCli:
+    """The docker CLI of the host `container` runs on."""
+    return docker_on(container.docker_host)
 
 
 def _checked(docker: DockerCli, *args: str, timeout: float) -> CommandResult:
@@ -94,14 +124,26 @@ def inspect(name: str, docker: DockerCli = run_docker) -> dict[str, Any]:
     return inspected[0]
 
 
+def inspect_container(container: ContainerInfo) -> dict[str, Any]:
+    """`docker inspect` of a stack container, on the host it runs on."""
+    return inspect(container.name, docker_for(container))
+
+
 class DockerContainer:
     """A stack container, stopped and started with the docker CLI."""
 
-    def __init__(self, name: str, docker: DockerCli = run_docker) -> None:
+    def __init__(self, name: str, docker: DockerCli = run_docker, docker_host: str | None = None) -> None:
         self.name = name
         self.docker = docker
+        self.docker_host = docker_host
+        """The endpoint `docker` talks to, for the restart hint; None: the stack's own host."""
         self.stopped_run: str | None = None
         """State.StartedAt of the run the stop ended: a run with the same start is not a restart."""
+
+    @classmethod
+    def of(cls, container: ContainerInfo) -> DockerContainer:
+        """A stack container, stopped and started on the host it runs on."""
+        return cls(container.name, docker_for(container), container.docker_host)
 
     def stop(self) -> None:
         self.stopped_run = inspect(self.name, self.docker)["State"].get("StartedAt")
@@ -126,6 +168,11 @@ class InContainer:
         self.name = name
         self.docker = docker
 
+    @classmethod
+    def of(cls, container: ContainerInfo) -> InContainer:
+        """Commands inside a stack container, on the host it runs on."""
+        return cls(container.name, docker_for(container))
+
     def run(self, *argv: str, timeout: float | None = None) -> CommandResult:
         """`timeout` is the command's own limit, if it has one; the exec gets a margin on top."""
         return self.docker("exec", self.name, *argv, timeout=(timeout or 0) + EXEC_MARGIN_SECONDS)
@@ -135,16 +182,24 @@ def in_container(name: str) -> InContainer:
     return InContainer(name)
 
 
-def node_cluster_health(name: str, docker: DockerCli = run_docker) -> HealthAnswer:
-    """/minio/health/cluster of one MinIO node, asked from inside its container (nodes publish no port)."""
+def node_cluster_health(name: str, docker: DockerCli = run_docker, *, tls: bool = False) -> HealthAnswer:
+    """/minio/health/cluster of one MinIO node, asked from inside its container (on the stack's own host a node publishes no port).
+
+    `tls`: the node serves HTTPS (on a host of its own), with a certificate from the stack's CA.
+    """
     result = InContainer(name, docker).run(
-        "curl", "-sS", "-i", "--max-time", str(HTTP_TIMEOUT_SECONDS), f"http://localhost:{API_PORT}/minio/health/cluster",
+        *node_curl("-sS", "-i", "--max-time", str(HTTP_TIMEOUT_SECONDS), path="/minio/health/cluster", tls=tls),
         timeout=HTTP_TIMEOUT_SECONDS,
     )
     answer = curl_health_answer(result.stdout)
     if answer is None:
         raise ConnectionError(f"/minio/health/cluster in {name}: no HTTP answer ({result.stderr.strip()[-300:]})")
     return answer
+
+
+def node_health(node: ContainerInfo) -> HealthAnswer:
+    """node_cluster_health of a node of the outputs: on its own host, in the scheme it serves."""
+    return node_cluster_health(node.name, docker_for(node), tls=node.tls)
 
 
 def wait_until_every_node_healthy(

@@ -21,13 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Protocol, TypeVar
 
-from infra.storage import node_name
+from infra.storage import API_PORT, CONSOLE_PORT, NODE_CA_FILE, node_name
 
 NO_DEPLOYMENT = "no deployed stack: run scripts/smoke <stack> or pass --outputs FILE (environment SMOKE_OUTPUTS)"
 
@@ -262,12 +262,30 @@ def parse_pools(data: Any, problems: list[str]) -> list[tuple[int, int, int]] | 
 
 
 @dataclass(frozen=True)
+class NodeHost:
+    """A Docker host of a MinIO node's own (`nodeHosts`, from `storage.hosts`)."""
+
+    docker_host: str
+    """Its Docker endpoint (`ssh://ops@node2`): every docker call about a container there goes to it."""
+    address: str
+    """Its private address, the one the node publishes its ports on."""
+
+
+@dataclass(frozen=True)
 class ContainerInfo:
     key: str
     """Its name in the stack (`minio1`, `prometheus`)."""
     name: str
     """Its Docker name."""
     networks: frozenset[str]
+    host: NodeHost | None = None
+    """The node host it runs on; None: the stack's own host (the Docker endpoint the suite was given)."""
+    tls: bool = False
+    """A MinIO node serving HTTPS with a certificate from the stack's CA (nodes on hosts of their own)."""
+
+    @property
+    def docker_host(self) -> str | None:
+        return self.host.docker_host if self.host else None
 
 
 @dataclass(frozen=True)
@@ -322,6 +340,46 @@ class StackOutputs:
 REQUIRED_SECRETS = ("minioRootUser", "minioRootPassword")
 
 
+def parse_node_hosts(data: Any, problems: list[str]) -> dict[str, NodeHost]:
+    """The nodes on hosts of their own, by node name; absent (stacks deployed before `nodeHosts`) is one host."""
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        problems.append(mismatch("nodeHosts", "{minioN: {dockerHost, address} or null}", repr(data)))
+        return {}
+    hosts: dict[str, NodeHost] = {}
+    for node, entry in data.items():
+        if entry is None:
+            continue
+        if not isinstance(entry, Mapping) or not all(isinstance(entry.get(key), str) and entry[key] for key in ("dockerHost", "address")):
+            problems.append(mismatch(f"nodeHosts.{node}", "{dockerHost: str, address: str} or null", repr(entry)))
+            continue
+        hosts[str(node)] = NodeHost(entry["dockerHost"], entry["address"])
+    return hosts
+
+
+def nodes_speak_tls(command: Any) -> bool:
+    """Whether the exported server command (`minioCommand`) names the nodes with https://."""
+    return isinstance(command, list) and any(isinstance(argument, str) and argument.startswith("https://") for argument in command)
+
+
+def place_containers(
+    containers: Mapping[str, ContainerInfo], node_hosts: Mapping[str, NodeHost], nodes: Sequence[str], tls: bool
+) -> dict[str, ContainerInfo]:
+    """Each container with the host it runs on and, for a node, the scheme it serves.
+
+    A node runs on its `nodeHosts` entry; any other container on a node host's network (its log
+    agent) runs there too, since a bridge network is one host's.
+    """
+    host_of_network = {network: node_hosts[key] for key, info in containers.items() if key in node_hosts for network in info.networks}
+    placed = {}
+    for key, info in containers.items():
+        hosts = {host_of_network[network] for network in info.networks if network in host_of_network}
+        host = node_hosts.get(key) or (hosts.pop() if len(hosts) == 1 else None)
+        placed[key] = replace(info, host=host, tls=tls and key in nodes)
+    return placed
+
+
 def _hidden_secrets(data: Any, path: str = "") -> list[str]:
     if data == SECRET_PLACEHOLDER:
         return [path or "(root)"]
@@ -362,10 +420,13 @@ def parse_outputs(data: Any, source: str = "outputs") -> StackOutputs:
                 problems.append(mismatch(f"containers.{key}", "{name: str, networks: [str]}", repr(entry)))
                 continue
             containers[key] = ContainerInfo(key, entry["name"], frozenset(entry["networks"]))
+    node_hosts = parse_node_hosts(data.get("nodeHosts"), problems)
     if layout is not None and containers:
-        missing = [node_name(index) for index in range(1, layout.total_nodes + 1) if node_name(index) not in containers]
+        nodes = [node_name(index) for index in range(1, layout.total_nodes + 1)]
+        missing = [node for node in nodes if node not in containers]
         if missing:
             problems.append(mismatch("containers", f"every MinIO node of the layout ({layout.total_nodes})", f"no entry for {', '.join(missing)}"))
+        containers = place_containers(containers, node_hosts, nodes, nodes_speak_tls(data.get("minioCommand")))
 
     networks = data.get("networks")
     if not isinstance(networks, Mapping):
@@ -520,6 +581,11 @@ class ContainerHandle(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def docker_host(self) -> str | None:
+        """The Docker endpoint it runs on; None: the stack's own."""
+        ...
+
     def stop(self) -> None: ...
 
     def start(self) -> None: ...
@@ -611,17 +677,19 @@ class NodeOutage:
                     self.stopped.remove(handle)
                     self._write_ledger()
         if failures:
-            names = " ".join(handle.name for handle in self.stopped)
             raise RestartFailed(
                 mismatch("restarting the containers the smoke suite stopped", "every one running again", "; ".join(failures))
-                + f"\nstart them by hand: docker start {names}"
+                + f"\nstart them by hand: {start_commands(self.stopped)}"
             )
         if interrupted:
             raise KeyboardInterrupt
 
     def _write_ledger(self) -> None:
         if self.ledger is not None:
-            self.ledger.write_text("".join(f"{handle.name}\n" for handle in self.stopped))
+            # one per line: the name, and after a tab the Docker endpoint of a container on a node's own host
+            self.ledger.write_text(
+                "".join(f"{handle.name}\t{handle.docker_host}\n" if handle.docker_host else f"{handle.name}\n" for handle in self.stopped)
+            )
 
     def _install_sigterm(self) -> None:
         if self._sigterm_installed or threading.current_thread() is not threading.main_thread():
@@ -637,6 +705,16 @@ class NodeOutage:
         if self._sigterm_installed:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
             self._sigterm_installed = False
+
+
+def start_commands(handles: Sequence[ContainerHandle]) -> str:
+    """The `docker start` that brings `handles` back, one per Docker host."""
+    by_host: dict[str | None, list[str]] = {}
+    for handle in handles:
+        by_host.setdefault(handle.docker_host, []).append(handle.name)
+    return "; ".join(
+        f"{f'DOCKER_HOST={host} ' if host else ''}docker start {' '.join(names)}" for host, names in by_host.items()
+    )
 
 
 @contextmanager
@@ -701,6 +779,21 @@ def health_answer(status: int, headers: Mapping[str, str], body: str = "") -> He
         lower.get("x-minio-write-quorum"),
         lower.get("x-minio-read-quorum"),
     )
+
+
+def node_curl(*options: str, path: str, tls: bool) -> list[str]:
+    """curl asking a MinIO node's own API from inside its container: over HTTPS on a node host, trusting
+    the stack's CA as the node itself does (its certificate names localhost)."""
+    trust = ["--cacert", NODE_CA_FILE] if tls else []
+    return ["curl", *options, *trust, f"{'https' if tls else 'http'}://localhost:{API_PORT}{path}"]
+
+
+def node_published_ports(node: ContainerInfo) -> list[str]:
+    """What a MinIO node publishes, as `HostIp:HostPort->port/tcp`: nothing on the stack's own host (the
+    proxy reaches it on storage-net); on a host of its own its API and console, on its private address only."""
+    if node.host is None:
+        return []
+    return sorted(f"{node.host.address}:{port}->{port}/tcp" for port in (API_PORT, CONSOLE_PORT))
 
 
 def curl_health_answer(output: str) -> HealthAnswer | None:

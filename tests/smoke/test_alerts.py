@@ -68,7 +68,7 @@ def test_node_down_alert_fires_reaches_alertmanager_and_resolves(
 
     node = stack.node(1)
     with NodeOutage.from_environment() as outage:
-        outage.stop(live.DockerContainer(node.name))
+        outage.stop(live.DockerContainer.of(node))
         wait_for(
             lambda: firing_in_prometheus(in_stack, prometheus),
             bool,

@@ -64,7 +64,7 @@ def test_node_loss_follows_the_exported_quorum_table(
 
     with NodeOutage.from_environment() as outage:
         for stage in stages:
-            outage.stop(live.DockerContainer(stack.node(stage.stop_node).name))
+            outage.stop(live.DockerContainer.of(stack.node(stage.stop_node)))
             situation = stage.describe()
             wait_for_health(http, stack, (stage.cluster_status, stage.cluster_read_status), situation, SETTLE_TIMEOUT_SECONDS)
             for key, digest in written.items():
@@ -80,7 +80,7 @@ def test_node_loss_follows_the_exported_quorum_table(
 
     wait_for_health(http, stack, (200, 200), "every node started again", RECOVERY_TIMEOUT_SECONDS)
     wait_for(
-        lambda: {node.name: live.inspect(node.name)["State"].get("Health", {}).get("Status") for node in stack.minio_nodes()},
+        lambda: {node.name: live.inspect_container(node)["State"].get("Health", {}).get("Status") for node in stack.minio_nodes()},
         lambda states: set(states.values()) == {"healthy"},
         what="MinIO node containers after the restart",
         expected="every one healthy",
@@ -88,6 +88,7 @@ def test_node_loss_follows_the_exported_quorum_table(
         interval=5,
     )
     # the proxy's answer comes from one node; a restarted one refuses S3 requests until its own IAM is up
-    live.wait_until_every_node_healthy([node.name for node in stack.minio_nodes()], timeout=RECOVERY_TIMEOUT_SECONDS)
+    nodes = {node.name: node for node in stack.minio_nodes()}
+    live.wait_until_every_node_healthy(list(nodes), timeout=RECOVERY_TIMEOUT_SECONDS, probe=lambda name: live.node_health(nodes[name]))
     changed = [key for key, digest in written.items() if digest_of(client, scratch_bucket, key) != digest]
     assert not changed, mismatch("objects written before and during the outage", "all intact", f"{changed} differ")

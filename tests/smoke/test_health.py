@@ -1,4 +1,8 @@
-"""Health of a deployed stack: containers, networks, published ports, and every service's own health answer."""
+"""Health of a deployed stack: containers, networks, published ports, and every service's own health answer.
+
+Each container is inspected on the Docker host it runs on: a node on a host of its own (and its log
+agent) there, everything else on the stack's own host.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from typing import Any
 import pytest
 import requests
 
-from infra.storage import API_PORT
 from tests.smoke import live
 from tests.smoke.stack import (
     ALERTMANAGER,
@@ -15,6 +18,8 @@ from tests.smoke.stack import (
     PROMETHEUS,
     StackOutputs,
     mismatch,
+    node_curl,
+    node_published_ports,
     target_jobs,
     targets_not_up,
     wait_for,
@@ -43,7 +48,7 @@ def published_ports(inspection: dict[str, Any]) -> list[str]:
 
 def test_every_container_is_running_and_healthy(stack: StackOutputs) -> None:
     def unhealthy() -> dict[str, str]:
-        states = {info.name: container_state(live.inspect(info.name)) for info in stack.containers.values()}
+        states = {info.name: container_state(live.inspect_container(info)) for info in stack.containers.values()}
         return {name: state for name, state in states.items() if state != "running/healthy"}
 
     wait_for(
@@ -56,17 +61,24 @@ def test_every_container_is_running_and_healthy(stack: StackOutputs) -> None:
     )
 
 
-def test_no_minio_node_publishes_a_port(stack: StackOutputs) -> None:
-    published = {node.name: published_ports(live.inspect(node.name)) for node in stack.minio_nodes()}
-    assert not any(published.values()), mismatch("ports published by MinIO nodes", "none", published)
+def test_minio_nodes_publish_no_port_but_on_a_node_hosts_private_address(stack: StackOutputs) -> None:
+    published = {node.name: published_ports(live.inspect_container(node)) for node in stack.minio_nodes()}
+    expected = {node.name: node_published_ports(node) for node in stack.minio_nodes()}
+    assert published == expected, mismatch(
+        "ports published by MinIO nodes", f"{expected} (none on the stack's own host, API and console on a node host's address)", published
+    )
 
 
 def test_only_containers_on_the_edge_network_publish_ports(stack: StackOutputs) -> None:
     edge = stack.networks.get("edge")
+    # a node on a host of its own publishes on that host's private address: the check above
+    nodes_on_hosts = {node.key for node in stack.minio_nodes() if node.host}
     offenders = {
         info.name: ports
         for info in stack.containers.values()
-        if edge not in info.networks and (ports := published_ports(live.inspect(info.name)))
+        if edge not in info.networks
+        and info.key not in nodes_on_hosts
+        and (ports := published_ports(live.inspect_container(info)))
     }
     assert not offenders, mismatch(f"ports published by containers off the edge network {edge}", "none", offenders)
 
@@ -74,7 +86,7 @@ def test_only_containers_on_the_edge_network_publish_ports(stack: StackOutputs) 
 def test_each_container_is_on_exactly_its_networks(stack: StackOutputs) -> None:
     wrong = {}
     for info in stack.containers.values():
-        attached = set(live.inspect(info.name).get("NetworkSettings", {}).get("Networks", {}))
+        attached = set(live.inspect_container(info).get("NetworkSettings", {}).get("Networks", {}))
         if attached != set(info.networks):
             wrong[info.name] = f"expected {sorted(info.networks)}, seen {sorted(attached)}"
     assert not wrong, f"containers on other networks than the stack declares: {wrong}"
@@ -83,8 +95,8 @@ def test_each_container_is_on_exactly_its_networks(stack: StackOutputs) -> None:
 def test_every_minio_node_answers_liveness_inside_its_container(stack: StackOutputs) -> None:
     answers = {}
     for node in stack.minio_nodes():
-        result = live.in_container(node.name).run(
-            "curl", "-sS", "-o", "/dev/null", "--max-time", "10", "-w", "%{http_code}", f"http://localhost:{API_PORT}/minio/health/live",
+        result = live.InContainer.of(node).run(
+            *node_curl("-sS", "-o", "/dev/null", "--max-time", "10", "-w", "%{http_code}", path="/minio/health/live", tls=node.tls),
             timeout=10,
         )
         answers[node.name] = result.stdout.strip() or result.stderr.strip()

@@ -1,5 +1,6 @@
-"""The dev stack with every node on a Docker host of its own (storage.hosts), as a stack file: what the
-preflight and plan tests of a multi-host stack read, through the same path as `--config-file`."""
+"""Four node hosts and the stack's own host on a private network, as every multi-host test names them
+(storage.hosts, storage.mainHostAddress); and the dev stack on them as a stack file: what the preflight
+and plan tests of a multi-host stack read, through the same path as `--config-file`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from tests.conftest import ROOT
 
 HOSTS = [{"dockerHost": f"ssh://ops@node{node}", "address": f"10.0.0.{10 + node}"} for node in range(1, 5)]
 MAIN_HOST_ADDRESS = "10.0.0.10"
+# the storage settings of a stack on those hosts
+STORAGE_ON_HOSTS: dict[str, Any] = {"hosts": HOSTS, "mainHostAddress": MAIN_HOST_ADDRESS}
 # each node's two drives on disks of its own host, node-major (storage.drivePaths)
 DRIVE_PATHS = [f"/srv/disk{node}{drive}/minio" for node in range(1, 5) for drive in "ab"]
 
@@ -30,4 +33,4 @@ def dev_stack_file(folder: Path, **storage: Any) -> Path:
 def on_hosts(folder: Path, drive_paths: bool = True) -> Path:
     """The dev stack on four node hosts, with each drive's directory on its node's host when `drive_paths`."""
     extra: dict[str, Any] = {"drivePaths": DRIVE_PATHS} if drive_paths else {}
-    return dev_stack_file(folder, hosts=HOSTS, mainHostAddress=MAIN_HOST_ADDRESS, **extra)
+    return dev_stack_file(folder, **STORAGE_ON_HOSTS, **extra)

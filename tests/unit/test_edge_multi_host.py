@@ -15,17 +15,15 @@ from infra.edge import ProxyRuntime, ProxyUpstreams, edge_files, published_ports
 from infra.hosts import CLUSTER_TLS_NAME
 from infra.networks import host_address
 from infra.secrets import SecretValues
+from tests.unit.multi_host_stack import HOSTS, MAIN_HOST_ADDRESS, STORAGE_ON_HOSTS
 from tests.unit.pulumi_harness import Deployment, Registration, deploy
 
 CONTAINER = "docker:index/container:Container"
-HOSTS = [{"dockerHost": f"ssh://ops@node{node}", "address": f"10.0.0.{10 + node}"} for node in range(1, 5)]
 NODE_ADDRESSES = [host["address"] for host in HOSTS]
-MAIN = "10.0.0.10"
-ON_HOSTS: dict[str, Any] = {"hosts": HOSTS, "mainHostAddress": MAIN}
 
 
 def multi_host(**settings: Any) -> StackConfig:
-    return parse_stack_config("dev", {"environment": "dev", "name": "t", "storage": ON_HOSTS, **settings})
+    return parse_stack_config("dev", {"environment": "dev", "name": "t", "storage": STORAGE_ON_HOSTS, **settings})
 
 
 def one_host() -> StackConfig:
@@ -157,7 +155,7 @@ def test_edge_files_add_the_cluster_ca_and_the_gateway_pair_with_the_key_secret(
 
 @pytest.fixture(scope="module")
 def spread() -> Deployment:
-    return deploy("dev", overrides={"storage": ON_HOSTS})
+    return deploy("dev", overrides={"storage": STORAGE_ON_HOSTS})
 
 
 def proxy(deployment: Deployment) -> Registration:
@@ -166,10 +164,10 @@ def proxy(deployment: Deployment) -> Registration:
 
 def test_the_proxy_publishes_the_gateway_on_the_main_hosts_private_address_only(spread: Deployment) -> None:
     ports = {(p["ip"], int(p["external"]), int(p["internal"])) for p in proxy(spread).inputs["ports"]}
-    assert {port for port in ports if GATEWAY_PORT in port[1:]} == {(MAIN, GATEWAY_PORT, GATEWAY_PORT)}
-    assert {port for port in ports if port[0] == MAIN} == {(MAIN, GATEWAY_PORT, GATEWAY_PORT)}
+    assert {port for port in ports if GATEWAY_PORT in port[1:]} == {(MAIN_HOST_ADDRESS, GATEWAY_PORT, GATEWAY_PORT)}
+    assert {port for port in ports if port[0] == MAIN_HOST_ADDRESS} == {(MAIN_HOST_ADDRESS, GATEWAY_PORT, GATEWAY_PORT)}
     one_host_ports = {(p["ip"], int(p["external"])) for p in proxy(deploy("dev")).inputs["ports"]}
-    assert ports - {(MAIN, GATEWAY_PORT, GATEWAY_PORT)} == {(ip, port, port) for ip, port in one_host_ports}
+    assert ports - {(MAIN_HOST_ADDRESS, GATEWAY_PORT, GATEWAY_PORT)} == {(ip, port, port) for ip, port in one_host_ports}
 
 
 def test_the_proxy_receives_the_stacks_ca_and_gateway_pair_as_secret_uploads(spread: Deployment) -> None:

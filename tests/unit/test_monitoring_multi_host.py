@@ -4,28 +4,25 @@ and the blackbox exporter naming the nodes and trusting the stack's CA; the stac
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from infra.config.storage import GATEWAY_PORT
 from infra.hosts import CA_FILE, GATEWAY_NAME
 from infra.inventory import CONTAINER, REMOTE_IMAGE, VOLUME
 from infra.networks import host_address
-from tests.config.monitoring_render import MAIN_HOST, NODE_HOSTS
+from tests.unit.multi_host_stack import HOSTS, MAIN_HOST_ADDRESS, STORAGE_ON_HOSTS
 from tests.unit.pulumi_harness import Deployment, Registration, deploy
 
 PROVIDER = "pulumi:providers:docker"
 CA = "tls:index/selfSignedCert:SelfSignedCert"
-ON_HOSTS: dict[str, Any] = {"storage": {"hosts": NODE_HOSTS, "mainHostAddress": MAIN_HOST}}
-NODES = range(1, len(NODE_HOSTS) + 1)
-NODE_ADDRESSES = {f"minio{node}": host["address"] for node, host in zip(NODES, NODE_HOSTS, strict=True)}
+NODES = range(1, len(HOSTS) + 1)
+NODE_ADDRESSES = {f"minio{node}": host["address"] for node, host in zip(NODES, HOSTS, strict=True)}
 
 
 @pytest.fixture(scope="module", params=["alloy", "promtail"])
 def spread(request: pytest.FixtureRequest) -> tuple[str, Deployment]:
     agent = request.param
-    return agent, deploy("dev", {**ON_HOSTS, "monitoring": {"logAgent": agent}})
+    return agent, deploy("dev", {"storage": STORAGE_ON_HOSTS, "monitoring": {"logAgent": agent}})
 
 
 def provider_ref(deployment: Deployment, node: int) -> str:
@@ -86,7 +83,7 @@ def test_a_node_host_s_agent_names_the_gateway_and_receives_the_ca(spread: tuple
     agent, deployment = spread
     for node in NODES:
         shipper = deployment.named(f"{agent}-minio{node}", CONTAINER)
-        assert hosts_of(shipper)[GATEWAY_NAME] == MAIN_HOST
+        assert hosts_of(shipper)[GATEWAY_NAME] == MAIN_HOST_ADDRESS
         files = shipper.uploads()
         assert files[CA_FILE] == ca_certificate(deployment)
         (config,) = [content for path, content in files.items() if path != CA_FILE]

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -280,6 +281,16 @@ def test_a_container_docker_starts_but_that_does_not_run_stays_on_the_ledger(tmp
     assert ledger.read_text() == "minio1\n"
 
 
+def test_the_ledger_names_the_host_of_a_node_on_its_own_host(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    daemon = FakeDockerDaemon("minio2", ledger=ledger, start_does_nothing=True)
+    with pytest.raises(RestartFailed, match="DOCKER_HOST=ssh://ops@node2 docker start minio2"):
+        with NodeOutage(ledger, report=quiet, restart_timeout=1, poll_interval=0.25, sleep=no_sleep) as outage:
+            outage.stop(live.DockerContainer("minio2", daemon, docker_host="ssh://ops@node2"))
+    # what scripts/smoke reads when this process dies: the name, a tab, the endpoint to start it on
+    assert ledger.read_text() == "minio2\tssh://ops@node2\n"
+
+
 def test_a_plain_restart_is_one_stop_one_start_and_one_look(tmp_path: Path) -> None:
     daemon = FakeDockerDaemon("minio1")
     with NodeOutage(report=quiet, sleep=no_sleep) as outage:
@@ -464,3 +475,24 @@ def test_the_admin_client_uses_the_loopback_admin_listener_and_checks_the_s3_hos
     del outputs["endpoints"]["minioAdmin"]
     older = live.admin_client(smoke.parse_outputs(outputs), certifi.where())
     assert older._url.netloc == "storage.example.com:9443" and "assert_hostname" not in older._http.connection_pool_kw
+
+
+def test_scripts_smoke_starts_each_left_over_container_on_its_own_host(tmp_path: Path) -> None:
+    """The exit trap of scripts/smoke, run by bash against a docker stand-in that records its endpoint."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    docker = bin_dir / "docker"
+    docker.write_text(f'#!/bin/sh\necho "${{DOCKER_HOST:-default}} ${{DOCKER_CONTEXT:-no-context}} $*" >> {calls}\n')
+    docker.chmod(0o755)
+    ledger = tmp_path / "ledger"
+    ledger.write_text("minio-dev-keycloak\nminio-dev-minio2\tssh://ops@node2\n")
+    script = ". scripts/lib/docker_host.sh; . scripts/lib/smoke_ledger.sh; restart_leftovers \"$1\""
+    environment = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DOCKER_CONTEXT": "remote"}
+    environment.pop("DOCKER_HOST", None)
+    subprocess.run(["bash", "-c", script, "bash", str(ledger)], cwd=ROOT, env=environment, check=True, capture_output=True)
+    assert calls.read_text().splitlines() == [
+        "default remote start minio-dev-keycloak",
+        "ssh://ops@node2 no-context start minio-dev-minio2",
+    ]
+    assert not ledger.exists()

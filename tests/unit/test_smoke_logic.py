@@ -2,7 +2,8 @@
 
 Expectations come from the outputs the program exports (ClusterLayout.as_dict(), as
 infra/program.py exports it), so the layouts here are built the same way. Containers are
-stood in for by FakeContainer, a stand-in that only records stop and start calls.
+stood in for by FakeContainer, a stand-in that only records stop and start calls; the docker CLI,
+where the Docker host a call goes to matters, by RecordingDockerCli.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import re2
 
 from infra.quorum import ClusterLayout
 from tests.conftest import ROOT
+from tests.smoke import live
 from tests.smoke import stack as smoke
 from tests.smoke.stack import (
     NO_DEPLOYMENT,
@@ -385,6 +387,7 @@ class FakeContainer:
         """What the ledger said at each `is_running` poll (when a ledger is watched)."""
         self.ledger: Path | None = None
         self.running = True
+        self.docker_host: str | None = None
 
     def is_running(self) -> bool:
         self.polls.append(self.ledger.read_text() if self.ledger else "")
@@ -485,6 +488,19 @@ def test_a_failed_start_does_not_keep_the_others_down_and_names_what_to_do(journ
     assert ledger.read_text() == "minio1\n"  # what scripts/smoke's exit trap will still try to start
 
 
+def test_containers_left_down_on_node_hosts_are_named_with_the_host_to_start_them_on(journal: list[str]) -> None:
+    first, second = FakeContainer("minio-dev-minio1", journal, fail_start=True), FakeContainer("minio-dev-minio2", journal, fail_start=True)
+    first.docker_host, second.docker_host = "ssh://ops@node1", "ssh://ops@node2"
+    with pytest.raises(RestartFailed) as error:
+        with NodeOutage(report=quiet) as outage:
+            outage.stop(first)
+            outage.stop(second)
+    assert str(error.value).endswith(
+        "start them by hand: DOCKER_HOST=ssh://ops@node1 docker start minio-dev-minio1; "
+        "DOCKER_HOST=ssh://ops@node2 docker start minio-dev-minio2"
+    )
+
+
 def test_ledger_is_empty_once_every_container_runs_again(journal: list[str], tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
     with NodeOutage.from_environment({smoke.ENV_LEDGER: str(ledger)}) as outage:
@@ -575,6 +591,149 @@ def test_curl_health_answer_reads_what_a_starting_node_says() -> None:
     ready = smoke.curl_health_answer("HTTP/1.1 200 OK\r\nX-Minio-Write-Quorum: 5\r\n\r\n")
     assert ready is not None and ready.healthy and ready.write_quorum == "5" and repr(ready) == "200"
     assert smoke.curl_health_answer("") is None
+
+
+# --- nodes on hosts of their own (storage.hosts) ----------------------------------------------
+
+NODE_HOSTS = {f"minio{node}": {"dockerHost": f"ssh://ops@node{node}", "address": f"10.0.0.{10 + node}"} for node in range(1, 5)}
+ONE_HOST_COMMAND = ["server", "--address", ":9000", "--console-address", ":9001", "http://minio{1...4}:9000/data{1...2}"]
+HOSTS_COMMAND = [
+    "server", "--certs-dir", "/etc/minio/certs", "--address", ":9000", "--console-address", ":9001", "https://minio{1...4}:9000/data{1...2}"
+]
+
+
+def outputs_on_hosts() -> dict[str, Any]:
+    """A 4x2 stack with each node, and its log agent, on a Docker host of its own: as the program exports it."""
+    outputs: dict[str, Any] = json.loads(json.dumps(outputs_for(4, 2, nodeHosts=NODE_HOSTS, minioCommand=HOSTS_COMMAND)))
+    for node in NODE_HOSTS:
+        network = [f"minio-dev-{node}-net"]
+        outputs["containers"][node]["networks"] = network
+        outputs["containers"][f"alloy-{node}"] = {"name": f"minio-dev-alloy-{node}", "networks": network}
+    return outputs
+
+
+def one_host_outputs(node_hosts: bool) -> dict[str, Any]:
+    """A 4x2 stack on one host; `node_hosts`: with the nodeHosts output (None per node), else as deployed before it existed."""
+    extra: dict[str, Any] = {"nodeHosts": dict.fromkeys(NODE_HOSTS), "minioCommand": ONE_HOST_COMMAND} if node_hosts else {}
+    return json.loads(json.dumps(outputs_for(4, 2, **extra)))  # type: ignore[no-any-return]
+
+
+class RecordingDockerCli:
+    """Stand-in for subprocess.run under live.run_docker: answers as the docker CLI and records each call with
+    the Docker endpoint its environment names (None: the environment inherited, DOCKER_HOST as the suite was given)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str | None, list[str]]] = []
+        self.contexts: list[str] = []
+        self.running = True
+        self.runs = 1
+
+    def __call__(self, command: list[str], **options: Any) -> subprocess.CompletedProcess[str]:
+        environment = options.get("env")
+        self.calls.append((None if environment is None else environment["DOCKER_HOST"], command))
+        if environment is not None and "DOCKER_CONTEXT" in environment:
+            self.contexts.append(environment["DOCKER_CONTEXT"])
+        verb = command[1]
+        if verb == "inspect":
+            state = {"Running": self.running, "StartedAt": f"run-{self.runs}"}
+            return subprocess.CompletedProcess(command, 0, json.dumps([{"State": state}]), "")
+        if verb == "exec":
+            return subprocess.CompletedProcess(command, 0, "HTTP/1.1 200 OK\r\nX-Minio-Write-Quorum: 5\r\n\r\n", "")
+        self.running = verb == "start"
+        self.runs += self.running
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+
+@pytest.fixture
+def docker_cli(monkeypatch: pytest.MonkeyPatch) -> RecordingDockerCli:
+    recording = RecordingDockerCli()
+    monkeypatch.setattr(subprocess, "run", recording)  # what live.run_docker calls
+    monkeypatch.setenv("DOCKER_CONTEXT", "operators-laptop")
+    return recording
+
+
+def outage_of(node: smoke.ContainerInfo) -> None:
+    """Stop and start `node` as the failover and alert checks do."""
+    with NodeOutage(report=quiet, sleep=lambda seconds: None) as outage:
+        outage.stop(live.DockerContainer.of(node))
+
+
+def test_outputs_place_each_node_and_its_log_agent_on_its_host_and_the_rest_on_the_stacks_own() -> None:
+    stack = parse_outputs(outputs_on_hosts())
+    assert [(node.docker_host, node.tls) for node in stack.minio_nodes()] == [(f"ssh://ops@node{n}", True) for n in range(1, 5)]
+    assert stack.container("alloy-minio2").docker_host == "ssh://ops@node2" and not stack.container("alloy-minio2").tls
+    assert stack.container("prometheus").docker_host is None
+
+
+@pytest.mark.parametrize("node_hosts", [True, False], ids=["nodeHosts-null", "no-nodeHosts"])
+def test_outputs_of_a_one_host_stack_place_every_container_on_the_stacks_own_host(node_hosts: bool) -> None:
+    stack = parse_outputs(one_host_outputs(node_hosts))
+    assert {(info.docker_host, info.tls) for info in stack.containers.values()} == {(None, False)}
+
+
+def test_the_programs_multi_host_outputs_place_the_nodes_on_their_hosts() -> None:
+    from tests.unit.multi_host_stack import HOSTS, MAIN_HOST_ADDRESS
+    from tests.unit.pulumi_harness import deploy
+
+    exported = json.loads(json.dumps(deploy("dev", {"storage": {"hosts": HOSTS, "mainHostAddress": MAIN_HOST_ADDRESS}}).outputs))
+    stack = parse_outputs(exported, "dev on hosts under mocks")
+    assert [(node.docker_host, node.tls) for node in stack.minio_nodes()] == [(host["dockerHost"], True) for host in HOSTS]
+    assert {stack.container(f"alloy-minio{n}").docker_host for n in (1, 4)} == {"ssh://ops@node1", "ssh://ops@node4"}
+    assert stack.container("edge-proxy").docker_host is None
+
+
+def test_malformed_node_hosts_are_named() -> None:
+    outputs = outputs_on_hosts()
+    outputs["nodeHosts"]["minio3"] = {"dockerHost": "ssh://ops@node3"}
+    with pytest.raises(OutputsError, match=r"nodeHosts.minio3: expected \{dockerHost: str, address: str\} or null"):
+        parse_outputs(outputs)
+
+
+def test_stopping_a_node_on_its_own_host_sends_every_docker_call_to_that_host(docker_cli: RecordingDockerCli) -> None:
+    outage_of(parse_outputs(outputs_on_hosts()).node(2))
+    assert [verb for _, (_, verb, *_) in docker_cli.calls] == ["inspect", "stop", "start", "inspect"]
+    assert {(endpoint, command[-1]) for endpoint, command in docker_cli.calls} == {("ssh://ops@node2", "minio-dev-minio2")}
+    assert docker_cli.contexts == [], "DOCKER_CONTEXT would pick another daemon over the node's host"
+
+
+def test_a_node_on_its_own_host_is_asked_its_health_there_over_https_with_the_stacks_ca(docker_cli: RecordingDockerCli) -> None:
+    assert live.node_health(parse_outputs(outputs_on_hosts()).node(2)).healthy
+    [(endpoint, command)] = docker_cli.calls
+    assert endpoint == "ssh://ops@node2" and command[:3] == ["docker", "exec", "minio-dev-minio2"]
+    assert command[-3:] == ["--cacert", "/etc/minio/certs/CAs/cluster-ca.crt", "https://localhost:9000/minio/health/cluster"]
+
+
+def test_each_container_is_inspected_on_the_host_it_runs_on(docker_cli: RecordingDockerCli) -> None:
+    stack = parse_outputs(outputs_on_hosts())
+    for key in ("minio2", "alloy-minio2", "prometheus"):
+        live.inspect_container(stack.container(key))
+    assert [(endpoint, command[-1]) for endpoint, command in docker_cli.calls] == [
+        ("ssh://ops@node2", "minio-dev-minio2"), ("ssh://ops@node2", "minio-dev-alloy-minio2"), (None, "minio-dev-prometheus")
+    ]
+
+
+@pytest.mark.parametrize("node_hosts", [True, False], ids=["nodeHosts-null", "no-nodeHosts"])
+def test_nodes_of_a_one_host_stack_are_stopped_and_asked_as_before(docker_cli: RecordingDockerCli, node_hosts: bool) -> None:
+    node = parse_outputs(one_host_outputs(node_hosts)).node(2)
+    outage_of(node)
+    live.node_health(node)
+    assert docker_cli.calls == [
+        (None, ["docker", "inspect", "--type", "container", "minio-dev-minio2"]),
+        (None, ["docker", "stop", "--time", str(live.STOP_GRACE_SECONDS), "minio-dev-minio2"]),
+        (None, ["docker", "start", "minio-dev-minio2"]),
+        (None, ["docker", "inspect", "--type", "container", "minio-dev-minio2"]),
+        (None, ["docker", "exec", "minio-dev-minio2", "curl", "-sS", "-i", "--max-time", "15", "http://localhost:9000/minio/health/cluster"]),
+    ]
+
+
+def test_a_node_publishes_its_api_and_console_on_its_hosts_address_only_and_nothing_on_one_host() -> None:
+    assert smoke.node_published_ports(parse_outputs(outputs_on_hosts()).node(3)) == ["10.0.0.13:9000->9000/tcp", "10.0.0.13:9001->9001/tcp"]
+    assert smoke.node_published_ports(parse_outputs(one_host_outputs(True)).node(3)) == []
+
+
+def test_the_docker_environment_for_a_node_host_names_it_and_drops_the_context() -> None:
+    environment = live.docker_environment("ssh://ops@node2", {"PATH": "/bin", "DOCKER_HOST": "unix:///x.sock", "DOCKER_CONTEXT": "lab"})
+    assert environment == {"PATH": "/bin", "DOCKER_HOST": "ssh://ops@node2"}
 
 
 # --- the write expected refused without write quorum -----------------------------------------
