@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import pulumi
 
+from infra.cluster_ca import ca_certificate
 from infra.config import StackConfig
 from infra.monitoring import blackbox_exporter, dashboards, docker_api_proxy, log_agent, logs, metrics
 from infra.monitoring.agent_hosts import agent_hosts
-from infra.cluster_ca import ca_certificate
 from infra.rendering import RenderedFile
 from infra.secrets import SecretValues
 from infra.tier import Tier, TierArgs

@@ -13,10 +13,10 @@ and names them through `hosts` entries.
 
 from __future__ import annotations
 
+from infra.cluster_ca import ca_files, uploads_with_ca
 from infra.config import StackConfig
 from infra.container import ContainerSpec, Healthcheck
 from infra.hosts import CA_FILE, node_host_entries
-from infra.cluster_ca import ca_files, uploads_with_ca
 from infra.rendering import RenderedFile, render_template
 from infra.tier import Tier
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import pulumi_docker as docker
 
+from infra.cluster_ca import ca_files, uploads_with_ca
 from infra.config import StackConfig
 from infra.container import STACK_LABEL, ContainerSpec, Healthcheck
 from infra.hosts import CA_FILE, gateway_url, node_addresses
 from infra.monitoring.agent_hosts import AgentHost, placed_name
-from infra.cluster_ca import ca_files, uploads_with_ca
 from infra.monitoring.docker_api_proxy import DOCKER_API_URL
 from infra.monitoring.log_pipeline import (
     PIPELINE,

@@ -22,13 +22,13 @@ from pathlib import Path
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
+from infra.cluster_ca import ca_certificate, ca_files
 from infra.config import StackConfig
 from infra.config.edge import STATUS_PORT
 from infra.container import Attachment, ContainerSpec, Healthcheck
 from infra.hosts import CA_FILE, node_host_entries
 from infra.identity import KEYCLOAK_MANAGEMENT_PORT
 from infra.monitoring import blackbox_exporter
-from infra.cluster_ca import ca_certificate, ca_files
 from infra.monitoring.log_agent import deployed_agent
 from infra.monitoring.logs import LOKI_PORT
 from infra.networks import host_address

@@ -444,7 +444,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-_OWN_NAME = re.compile(rf"^{NAMESPACE_PREFIX}(\d+)-(switch|main|minio\d+)$")
+# `outsider`: a host on the private network that is no node (test_gateway_keycloak.py)
+_OWN_NAME = re.compile(rf"^{NAMESPACE_PREFIX}(\d+)-(switch|main|minio\d+|outsider)$")
 
 
 def sweep_stale_namespaces() -> list[str]:
