@@ -88,3 +88,14 @@ def test_validate_refuses_prod_for_the_same_missing_inputs_as_the_deploy(capsys:
         deploy("prod", operator_tls=False)
     assert refused_offline == ["edge.publicHost", "tlsCertificate", "tlsPrivateKey"]
     assert all(key in str(refused_by_program.value) for key in refused_offline)
+
+
+def test_render_of_a_multi_host_stack_writes_each_nodes_certificate_and_the_gateways(tmp_path: Path) -> None:
+    from tests.unit.multi_host_stack import on_hosts
+
+    out = tmp_path / "out"
+    assert main(["render", "--stack", "dev", "--config-file", str(on_hosts(tmp_path)), "--out", str(out)]) == 0
+    for node in range(1, 5):
+        assert (out / "minio" / f"minio{node}" / "certs" / "public.crt").read_text().startswith("THROWAWAY")
+    assert (out / "nginx" / "tls" / "gateway.key").is_file()
+    assert "proxy_ssl_name minio-cluster;" in (out / "nginx" / "nginx.conf").read_text()
