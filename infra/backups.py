@@ -26,7 +26,7 @@ from infra.hosts import CA_FILE, node_host_entries
 from infra.identity import POSTGRES_DATABASE, POSTGRES_PORT, POSTGRES_USER, postgres_user
 from infra.rendering import RenderedFile
 from infra.secrets import SecretValues
-from infra.storage import API_PORT, node_name
+from infra.storage import node_url
 from infra.tier import Tier, TierArgs
 from opscli.mirror import MIRROR_SERVICE_USER
 
@@ -77,7 +77,7 @@ def node_trust(config: StackConfig) -> list[str]:
 
 def node_endpoint(config: StackConfig) -> str:
     """minio1's S3 API: over TLS when it runs on a host of its own."""
-    return f"{'https' if config.storage.multi_host else 'http'}://{node_name(1)}:{API_PORT}"
+    return node_url(config, 1)
 
 
 def backup_environment(config: StackConfig, secrets: SecretValues) -> list[str]:

@@ -40,7 +40,7 @@ from infra.rendering import RenderedFile, as_uploads, render_template
 from infra.runbook import render_runbook_html
 from infra.secrets import SecretValues
 from infra.services import audit_sink
-from infra.storage import API_PORT, CONSOLE_PORT
+from infra.storage import API_PORT, CONSOLE_PORT, minio_scheme
 from infra.tier import Tier, TierArgs
 
 NGINX_CONF_DIR = "/etc/nginx"
@@ -219,7 +219,7 @@ def nginx_context(
         if tls_on
         else None,
         "upstreams": asdict(upstreams),
-        "minio_scheme": "https" if config.storage.multi_host else "http",
+        "minio_scheme": minio_scheme(config),
         "cluster": _cluster_context(config, upstreams, runtime, listen(GATEWAY_PORT)),
         "failover": {**edge.failover.model_dump(), "retry_window_seconds": edge.failover.retry_window_seconds},
         "max_body_size": edge.max_body_size,

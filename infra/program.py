@@ -21,7 +21,7 @@ from infra.monitoring.metrics import ALERTMANAGER_PORT, PROMETHEUS_PORT
 from infra.networks import Segments
 from infra.runbook import runbook_url
 from infra.secrets import SECRET_CONFIG_KEYS, PlatformSecrets
-from infra.storage import API_PORT, MinioCluster, MinioClusterArgs, stack_server_command
+from infra.storage import MinioCluster, MinioClusterArgs, node_url, stack_server_command
 from infra.tier import StackContext, Tier
 
 
@@ -115,7 +115,7 @@ def main() -> dict[str, Any]:
             "grafana": urls.grafana,
             "keycloak": urls.keycloak,
             "keycloakIssuer": f"{urls.keycloak}/realms/{config.identity.realm}",
-            "minioInternal": f"{'https' if multi_host else 'http'}://minio1:{API_PORT}",
+            "minioInternal": node_url(config, 1),
             "prometheusInternal": f"http://prometheus:{PROMETHEUS_PORT}",
             "alertmanagerInternal": f"http://alertmanager:{ALERTMANAGER_PORT}",
             "lokiInternal": f"http://loki:{LOKI_PORT}",

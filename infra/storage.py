@@ -67,6 +67,16 @@ def server_command(layout: ClusterLayout, tls: bool = False) -> list[str]:
     ]
 
 
+def minio_scheme(config: StackConfig) -> str:
+    """How every client speaks to the nodes: TLS once they run on hosts of their own."""
+    return "https" if config.storage.multi_host else "http"
+
+
+def node_url(config: StackConfig, index: int) -> str:
+    """Node `index`'s S3 API by its name, as the stack's own services reach it."""
+    return f"{minio_scheme(config)}://{node_name(index)}:{API_PORT}"
+
+
 def stack_server_command(config: StackConfig) -> list[str]:
     return server_command(config.storage.layout(), tls=config.storage.multi_host)
 

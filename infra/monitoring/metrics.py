@@ -36,7 +36,7 @@ from infra.rendering import FileOwner, RenderedFile, render_template
 from infra.runbook import COMMITTED_RUNBOOK_URL, runbook_url
 from infra.secrets import METRICS_READER_USER, SecretValues
 from infra.services import audit_sink
-from infra.storage import API_PORT, node_name
+from infra.storage import API_PORT, minio_scheme, node_name
 from infra.tier import Tier
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +137,7 @@ def prometheus_yml(
     """`ca_file`, read on a multi-host stack only, is where Prometheus finds the CA the nodes' certificates come from."""
     settings = config.monitoring
     # nodes on hosts of their own serve TLS (infra/hosts.py); on one host they speak plain HTTP on storage-net
-    minio_scheme = "https" if config.storage.multi_host else "http"
+    scheme = minio_scheme(config)
     targets = {
         "prometheus": addresses.prometheus,
         "alertmanager": addresses.alertmanager,
@@ -196,11 +196,11 @@ def prometheus_yml(
         ],
         minio_nodes=[{"name": name, "target": target} for name, target in addresses.minio_nodes],
         minio_token_file=token_file,
-        minio_tls={"scheme": minio_scheme, "ca_file": ca_file} if config.storage.multi_host else None,
+        minio_tls={"scheme": scheme, "ca_file": ca_file} if config.storage.multi_host else None,
         health_probe={
             "name": blackbox_exporter.HEALTH_JOB,
             "module": blackbox_exporter.HEALTH_MODULE,
-            "url": f"{minio_scheme}://${{1}}{blackbox_exporter.HEALTH_PATH}",
+            "url": f"{scheme}://${{1}}{blackbox_exporter.HEALTH_PATH}",
             "prober": addresses.blackbox_exporter,
             "why": "every node's unauthenticated cluster health, through the blackbox exporter: it still answers "
             "while IAM waits for Keycloak and refuses the metrics token (MinIOIdentityOffline)",
