@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -48,10 +49,13 @@ def free_port(host: str, also_plus: int = 0) -> int:
     raise RuntimeError(f"no free port on {host}")
 
 
-def wait_until(check: object, what: str, timeout: float = 60.0) -> None:
+def wait_until(check: object, what: str, timeout: float = 60.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until `check()` is true; a `process` that exits meanwhile ends the wait at once."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} before it came up (last error: {last})")
         try:
             if check():  # type: ignore[operator]
                 return
@@ -72,6 +76,52 @@ class S3StandIn:
 
     def environ(self) -> dict[str, str]:
         return {"OPS_ENDPOINT": self.url, "OPS_ACCESS_KEY": self.access_key, "OPS_SECRET_KEY": self.secret_key}
+
+
+# `weed` puts each gRPC service on a Unix socket named by its port under /tmp, whatever TMPDIR says
+# (weed/pb's ServeGrpcOnLocalSocket), and in-process dials to that port go through the socket. Two
+# servers alive at once on one port number, even on different addresses, would talk to each other.
+WEED_SOCKET_KINDS = ("master-grpc", "volume-grpc", "filer-grpc", "s3-grpc")
+_weed_ports_in_use: set[int] = set()
+
+
+def weed_ports(host: str, count: int) -> list[int]:
+    """Distinct ports free on `host` and on 127.0.0.1 (weed listens there too), unused by any weed
+    server this process runs and without a left-over /tmp socket; reserved until released."""
+    chosen: list[int] = []
+    with contextlib.ExitStack() as held:
+        for _ in range(count * 50):
+            probe = held.enter_context(socket.socket())
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+            if port in _weed_ports_in_use or any(Path(f"/tmp/seaweedfs-{kind}-{port}.sock").exists() for kind in WEED_SOCKET_KINDS):
+                continue
+            if host != "127.0.0.1":
+                loopback = held.enter_context(socket.socket())
+                try:
+                    loopback.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            chosen.append(port)
+            if len(chosen) == count:
+                _weed_ports_in_use.update(chosen)
+                return chosen
+    raise RuntimeError(f"no {count} free ports for a weed server on {host}")
+
+
+def release_weed_ports(ports: list[int]) -> None:
+    """After the server has exited: its sockets go, and its ports may be chosen again."""
+    for port in ports:
+        for kind in WEED_SOCKET_KINDS:
+            Path(f"/tmp/seaweedfs-{kind}-{port}.sock").unlink(missing_ok=True)
+        _weed_ports_in_use.discard(port)
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 @contextmanager
@@ -96,21 +146,30 @@ def seaweedfs_s3(host: str) -> Iterator[S3StandIn]:
     }
     (workdir / "s3.json").write_text(json.dumps(identities))
     (workdir / "data").mkdir()
-    ports = {name: free_port(host, also_plus=10000) for name in ("master", "volume", "filer", "s3")}
+    (workdir / "tmp").mkdir()
+    ports = weed_ports(host, 8)
+    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = ports
     command = [
         weed, "server", f"-ip={host}", f"-ip.bind={host}", f"-dir={workdir / 'data'}",
-        f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
-        "-filer", f"-filer.port={ports['filer']}",
-        "-s3", f"-s3.port={ports['s3']}", f"-s3.config={workdir / 's3.json'}",
+        f"-master.port={master}", f"-master.port.grpc={master_grpc}", "-master.telemetry=false",
+        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
+        "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}", f"-filer.localSocket={workdir / 'filer.sock'}",
+        "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.localSocket={workdir / 's3.sock'}",
+        f"-s3.config={workdir / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
         "-master.volumeSizeLimitMB=256", "-volume.max=30",
     ]
-    log = (workdir / "weed.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    server = S3StandIn(f"http://{host}:{ports['s3']}", STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY)
+    log_path = workdir / "weed.log"
+    log = log_path.open("wb")
+    # its own TMPDIR keeps weed's glog files with the rest of its throwaway state
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TMPDIR": str(workdir / "tmp")})
+    server = S3StandIn(f"http://{host}:{s3}", STANDIN_ACCESS_KEY, STANDIN_SECRET_KEY)
     try:
         probe = server.client()
         # a loaded CI machine can take a while to bring master, volume, filer and gateway up
-        wait_until(lambda: probe.list_buckets() is not None, "SeaweedFS S3 stand-in", timeout=150)
+        try:
+            wait_until(lambda: probe.list_buckets() is not None, "SeaweedFS S3 stand-in", timeout=150, process=process)
+        except (TimeoutError, RuntimeError) as error:
+            raise type(error)(f"{error}; its log ends:\n{log_tail(log_path)}") from None
         yield server
     finally:
         process.terminate()
@@ -120,6 +179,7 @@ def seaweedfs_s3(host: str) -> Iterator[S3StandIn]:
             process.kill()
             process.wait()
         log.close()
+        release_weed_ports(ports)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

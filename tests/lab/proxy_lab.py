@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from infra.config import StackConfig, parse_stack_config
 from infra.edge import ProxyBuffers, ProxyRuntime, ProxyUpstreams, render_nginx_conf, runbook_page, throwaway_certificate
 from tests.conftest import ROOT, require_tool
+from tests.lab.ops_servers import release_weed_ports, weed_ports
 
 PROXY_ADDRESS = "127.0.3.1"
 S3_GATEWAY_ADDRESSES = ("127.0.3.10", "127.0.3.11", "127.0.3.12", "127.0.3.13")
@@ -276,6 +277,7 @@ class SeaweedStandIn:
     server: subprocess.Popen[bytes] | None = None
     gateway_processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     gateway_endpoints: list[str] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
 
     def start(self) -> SeaweedStandIn:
         weed = str(ROOT / ".venv" / "bin" / "weed")
@@ -298,7 +300,9 @@ class SeaweedStandIn:
         )
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         address = SEAWEED_ADDRESS
-        master, master_grpc, volume, volume_grpc, filer, filer_grpc, debug = free_ports(address, 7)
+        ports = weed_ports(address, 7)
+        self.ports.extend(ports)
+        master, master_grpc, volume, volume_grpc, filer, filer_grpc, debug = ports
         log = open(self.root / "server.log", "wb")  # noqa: SIM115 - closed with the process
         self.server = subprocess.Popen(
             [
@@ -315,7 +319,8 @@ class SeaweedStandIn:
         wait_for_port(address, filer, self.server)
         for index in range(self.gateways):
             gateway_address = S3_GATEWAY_ADDRESSES[index]
-            port, grpc = free_ports(gateway_address, 2)
+            port, grpc = weed_ports(gateway_address, 2)
+            self.ports.extend((port, grpc))
             gateway_log = open(self.root / f"gateway{index}.log", "wb")  # noqa: SIM115
             process = subprocess.Popen(
                 [
@@ -343,6 +348,7 @@ class SeaweedStandIn:
             stop(process, signal.SIGKILL)
         if self.server is not None:
             stop(self.server, signal.SIGKILL)
+        release_weed_ports(self.ports)
 
 
 @contextlib.contextmanager
