@@ -9,6 +9,7 @@ nothing. It signs in to MinIO as the `backup-service` user (policy backup-servic
 `scripts/ops bootstrap`) and to PostgreSQL as the database owner. The mirror signs in as
 `mirror-service` (read-only on the mirrored buckets, also made by bootstrap) and needs a route out
 to its target: storage-net is internal, so it also joins edge-net, the one segment with one.
+Both talk to minio1, and to the next node that answers when minio1 does not (OPS_FALLBACK_ENDPOINTS).
 """
 
 from __future__ import annotations
@@ -80,10 +81,17 @@ def node_endpoint(config: StackConfig) -> str:
     return node_url(config, 1)
 
 
+def fallback_endpoints(config: StackConfig) -> str:
+    """The other nodes' S3 APIs, in order, for OPS_FALLBACK_ENDPOINTS: a run that cannot reach minio1
+    goes to the first of them that answers, so a stopped node or a lost host stops no backup."""
+    return ",".join(node_url(config, index) for index in range(2, config.storage.total_nodes + 1))
+
+
 def backup_environment(config: StackConfig, secrets: SecretValues) -> list[str]:
     """The service's connection settings, credentials included, as the lines of its settings file."""
     return [
         f"OPS_ENDPOINT={node_endpoint(config)}",
+        f"OPS_FALLBACK_ENDPOINTS={fallback_endpoints(config)}",
         f"OPS_ACCESS_KEY={BACKUP_SERVICE_USER}",
         f"OPS_SECRET_KEY={secrets.backup_service_secret_key}",
         f"PGPASSWORD={secrets.postgres_password}",
@@ -186,6 +194,7 @@ def mirror_environment(config: StackConfig, secrets: SecretValues) -> list[str]:
     """The mirror's credentials for both ends, as the lines of its settings file."""
     return [
         f"OPS_ENDPOINT={node_endpoint(config)}",
+        f"OPS_FALLBACK_ENDPOINTS={fallback_endpoints(config)}",
         f"OPS_ACCESS_KEY={MIRROR_SERVICE_USER}",
         f"OPS_SECRET_KEY={secrets.mirror_service_secret_key}",
         f"OPS_TARGET_ACCESS_KEY={secrets.replication_target_access_key}",

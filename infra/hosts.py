@@ -17,6 +17,10 @@ Every certificate is signed by the stack's own CA (pulumi-tls, kept in the state
   listener there carries what the node hosts send to the stack's own host (Keycloak's discovery
   document and keys, the audit log, the log agents' pushes).
 Leaf certificates are renewed by the `pulumi up` that runs within `RENEW_BEFORE_DAYS` of their end.
+A node receives its certificate as a file upload, so renewing it replaces that node's container: each
+node's certificate lasts `RENEWAL_STAGGER_DAYS` longer than the one before (`leaf_validity_days`), so
+their renewal windows never overlap and no one update replaces two nodes for a renewal. A renewed
+certificate starts a full term from the day it is renewed, so the windows stay apart.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ MINIO_CERTS_DIR = "/etc/minio/certs"
 CA_VALIDITY_DAYS = 3650
 LEAF_VALIDITY_DAYS = 730
 RENEW_BEFORE_DAYS = 30
+# longer than RENEW_BEFORE_DAYS: one node's renewal window closes before the next one's opens
+RENEWAL_STAGGER_DAYS = 45
 SERVER_USES = ["digital_signature", "key_encipherment", "server_auth", "client_auth"]
 
 
@@ -124,6 +130,11 @@ def host_loss(config: StackConfig) -> dict[str, Any]:
     }
 
 
+def leaf_validity_days(node: int | None) -> int:
+    """How long `node`'s certificate lasts (the gateway's, `node` None, as minio1's): later nodes longer."""
+    return LEAF_VALIDITY_DAYS + (0 if node is None else (node - 1) * RENEWAL_STAGGER_DAYS)
+
+
 class ClusterCertificates(pulumi.ComponentResource):
     """The stack's CA and the certificates it signs; `material` holds their PEM text, as a secret."""
 
@@ -144,7 +155,9 @@ class ClusterCertificates(pulumi.ComponentResource):
             opts=child,
         )
 
-        def signed(leaf: str, common_name: str, dns_names: list[str], ip_addresses: list[str]) -> pulumi.Output[CertifiedKey]:
+        def signed(
+            leaf: str, common_name: str, dns_names: list[str], ip_addresses: list[str], validity_days: int
+        ) -> pulumi.Output[CertifiedKey]:
             key = tls.PrivateKey(f"{name}-{leaf}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
             request = tls.CertRequest(
                 f"{name}-{leaf}-request",
@@ -159,7 +172,7 @@ class ClusterCertificates(pulumi.ComponentResource):
                 cert_request_pem=request.cert_request_pem,
                 ca_private_key_pem=ca_key.private_key_pem,
                 ca_cert_pem=ca.cert_pem,
-                validity_period_hours=LEAF_VALIDITY_DAYS * 24,
+                validity_period_hours=validity_days * 24,
                 early_renewal_hours=RENEW_BEFORE_DAYS * 24,
                 allowed_uses=SERVER_USES,
                 opts=child,
@@ -167,10 +180,14 @@ class ClusterCertificates(pulumi.ComponentResource):
             return pulumi.Output.all(certificate.cert_pem, key.private_key_pem).apply(lambda pem: CertifiedKey(*pem))
 
         nodes = {
-            index: signed(f"minio{index}", f"minio{index}", node_certificate_names(index), node_certificate_addresses(address))
+            index: signed(
+                f"minio{index}", f"minio{index}", node_certificate_names(index), node_certificate_addresses(address),
+                leaf_validity_days(index),
+            )
             for index, address in node_addresses(config).items()
         }
-        gateway = signed(GATEWAY_NAME, GATEWAY_NAME, [GATEWAY_NAME], [str(config.storage.main_host_address)])
+        # the gateway's renewal replaces the edge proxy, not a node
+        gateway = signed(GATEWAY_NAME, GATEWAY_NAME, [GATEWAY_NAME], [str(config.storage.main_host_address)], leaf_validity_days(None))
         self.material = pulumi.Output.secret(
             pulumi.Output.all(ca.cert_pem, gateway, *nodes.values()).apply(
                 lambda parts: ClusterTls(parts[0], dict(zip(nodes, parts[2:], strict=True)), parts[1])

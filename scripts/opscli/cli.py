@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,11 +17,14 @@ from opscli.connection import (
     ENV_ACCESS_KEY,
     ENV_ADMIN_ENDPOINT,
     ENV_ENDPOINT,
+    ENV_FALLBACK_ENDPOINTS,
     ENV_SECRET_KEY,
     OPS_ADMIN_SECRET_OUTPUT,
     OPS_ADMIN_USER,
     Connection,
     explained,
+    fallback_endpoints,
+    first_answering,
     resolve_connection,
     stack_outputs,
 )
@@ -42,6 +45,8 @@ connection (first source that has each setting wins):
   endpoints.s3, endpoints.minioAdmin for admin calls (else the S3 endpoint), and the CLI's own user
   {OPS_ADMIN_USER} with {OPS_ADMIN_SECRET_OUTPUT}. Root signs in only in 'bootstrap', to create {OPS_ADMIN_USER}.
   The secret key is never a flag. PostgreSQL: flags, else libpq's PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE.
+  backup-postgres, backup-schedule, mirror and mirror-schedule: {ENV_FALLBACK_ENDPOINTS} (comma-separated) names
+  the cluster's other nodes, tried in order when the endpoint does not answer.
 """
 
 
@@ -224,6 +229,15 @@ class Context:
             )
             self._connection = self._resolve(needs_outputs)
         return self._connection
+
+    def answering_node(self, probe: Callable[[Connection], object]) -> Connection:
+        """The connection, or the first of OPS_FALLBACK_ENDPOINTS (the cluster's other nodes) that answers
+        `probe` when its endpoint does not: for the backup and the mirror, which talk to one node."""
+        from opscli.scheduled import log
+
+        primary = self.connection()
+        others = [replace(primary, url=url) for url in fallback_endpoints(self.environ)]
+        return first_answering([primary, *others], probe, log) if others else primary
 
     def connection_as(self, access_key: str, secret_key: str, source: str) -> Connection:
         """The stack's endpoints with other credentials (bootstrap's root and ops-admin)."""
@@ -493,7 +507,7 @@ def _backup_once(ctx: Context) -> pgbackup.BackupResult:
     bucket, _ = ctx.backup_defaults()
     database = ctx.database()
     assert database is not None
-    connection = ctx.connection()
+    connection = ctx.answering_node(lambda node: node.s3().bucket_exists(bucket))
     with explained(connection, f"write a backup to bucket {bucket}"):
         return pgbackup.backup_postgres(
             connection.s3(), bucket, database,
@@ -556,6 +570,7 @@ def cmd_backup_schedule(ctx: Context) -> int:
     except ValueError as error:
         raise ConfigurationError(str(error)) from None
     ctx.connection()  # settle the connection settings now, not at the first run hours later
+    fallback_endpoints(ctx.environ)
     ctx.database()
     failures = run_schedule(schedule, lambda: _describe_result(_backup_once(ctx)), ctx.args.heartbeat)
     return ExitCode.OK if failures == 0 else ExitCode.UNEXPECTED

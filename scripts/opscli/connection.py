@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import traceback
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +42,8 @@ ENV_ENDPOINT = "OPS_ENDPOINT"
 ENV_ADMIN_ENDPOINT = "OPS_ADMIN_ENDPOINT"
 ENV_ACCESS_KEY = "OPS_ACCESS_KEY"
 ENV_SECRET_KEY = "OPS_SECRET_KEY"
+# the backup and the mirror talk to one node: these are the others, tried in order when it does not answer
+ENV_FALLBACK_ENDPOINTS = "OPS_FALLBACK_ENDPOINTS"
 
 # the MinIO user the CLI signs in as from stack outputs; `bootstrap` creates it (admin policy)
 OPS_ADMIN_USER = "ops-admin"
@@ -164,6 +166,39 @@ def normalise_url(value: str) -> str:
             f"endpoint {value!r} has a path: the S3 API must be served at the root of its listener (SigV4 signs the path)"
         )
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def fallback_endpoints(environ: Mapping[str, str]) -> list[str]:
+    """OPS_FALLBACK_ENDPOINTS: endpoints of the same cluster, comma-separated, each as --endpoint takes it."""
+    listed = [value.strip() for value in environ.get(ENV_FALLBACK_ENDPOINTS, "").split(",") if value.strip()]
+    try:
+        return [normalise_url(value) for value in listed]
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{ENV_FALLBACK_ENDPOINTS}: {error.sentence}") from None
+
+
+def first_answering(candidates: Sequence[Connection], probe: Callable[[Connection], object], log: Callable[[str], None]) -> Connection:
+    """The first of `candidates` (one cluster's nodes) that answers `probe`.
+
+    A node that cannot be reached is passed over, with a line in the log; one that answers is chosen
+    even when it refuses the probe, so that its own error becomes the run's.
+    """
+    unreachable: list[str] = []
+    for candidate in candidates:
+        try:
+            with explained(candidate, "answer"):
+                probe(candidate)
+        except UnreachableError as error:
+            unreachable.append(error.sentence)
+            if candidate is not candidates[-1]:
+                log(f"{candidate.url} does not answer, trying the next node: {error.sentence}")
+            continue
+        except OpsError:
+            pass
+        return candidate
+    if len(candidates) == 1:
+        raise UnreachableError(unreachable[0])
+    raise UnreachableError(f"no node of the cluster answers ({'; '.join(unreachable)})")
 
 
 def stack_outputs(stack: str | None, outputs_file: Path | None, project_root: Path) -> dict[str, Any]:

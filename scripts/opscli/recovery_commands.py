@@ -24,7 +24,7 @@ from minio.helpers import check_bucket_name
 
 from opscli import configdoc, drill, iam, mirror, pgbackup, purge
 from opscli.catalogue import human_size
-from opscli.connection import Connection, explained, normalise_url
+from opscli.connection import Connection, explained, fallback_endpoints, normalise_url
 from opscli.failures import ConfigurationError, ExitCode, NotFoundError, RefusedError
 
 if TYPE_CHECKING:
@@ -215,10 +215,19 @@ def _mirror_once(ctx: Context, source: Connection, target: Connection, pairs: li
     return mirror.apply_mirror(source_side, target_side, plan, report, part_size_mib=ctx.args.part_size_mib, show_progress=ctx.args.progress)
 
 
+def _answering_source(ctx: Context, pairs: list[tuple[str, str]]) -> Connection:
+    """The source node to mirror from: OPS_ENDPOINT's, or the first other node that answers."""
+    if not pairs:
+        return ctx.connection()
+    return ctx.answering_node(lambda node: node.s3().bucket_exists(pairs[0][0]))
+
+
 def cmd_mirror(ctx: Context) -> int:
-    source, target = ctx.connection(), target_connection(ctx)
+    ctx.connection()
+    target = target_connection(ctx)
     assert target is not None
     pairs = _bucket_pairs(ctx, ctx.args.buckets)
+    source = _answering_source(ctx, pairs)
     plan = mirror.plan_mirror(_side(source), _side(target), pairs, deletes=ctx.args.delete, all_versions=ctx.args.all_versions)
     ctx.out(f"mirror {source.url} -> {target.url}:")
     for line in plan.lines():
@@ -244,7 +253,9 @@ def cmd_mirror_schedule(ctx: Context) -> int:
     except ValueError as error:
         raise ConfigurationError(str(error)) from None
     # settle every setting now, not at the first run hours later
-    source, target = ctx.connection(), target_connection(ctx)
+    ctx.connection()
+    fallback_endpoints(ctx.environ)
+    target = target_connection(ctx)
     assert target is not None
     pairs = _bucket_pairs(ctx, ctx.args.buckets)
     if not 5 <= ctx.args.part_size_mib <= 5120:
@@ -256,7 +267,7 @@ def cmd_mirror_schedule(ctx: Context) -> int:
             log(line)
 
     def run() -> str:
-        return _mirror_once(ctx, source, target, pairs, skips_only).describe()
+        return _mirror_once(ctx, _answering_source(ctx, pairs), target, pairs, skips_only).describe()
 
     failures = run_schedule(schedule, run, ctx.args.heartbeat, job="mirror")
     return ExitCode.OK if failures == 0 else ExitCode.UNEXPECTED

@@ -2,7 +2,7 @@
 are namespaces the lab creates and joins through a bridge, never touching the host's own network.
 
     switch namespace: bridge br0
-      ├─ v-main   ── eth0 of the main namespace    10.213.0.10  nginx and Prometheus on their rendered configs
+      ├─ v-main   ── eth0 of the main namespace    10.213.0.10  nginx, Prometheus and the blackbox exporter on their rendered configs
       ├─ v-minio1 ── eth0 of the minio1 namespace  10.213.0.11  S3 stand-in, HTTPS :9000
       └─ ...         minio4                        10.213.0.14
 
@@ -43,7 +43,8 @@ from typing import Any, TypeVar
 from infra.config import StackConfig, parse_stack_config
 from infra.edge import ProxyRuntime, ProxyUpstreams, render_nginx_conf, runbook_page
 from infra.hosts import CLUSTER_TLS_NAME, node_addresses, node_certificate_addresses, node_certificate_names, node_host_entries
-from infra.monitoring.metrics import PROMETHEUS_PORT, ScrapeAddresses, minio_metrics_token, prometheus_yml
+from infra.monitoring import blackbox_exporter
+from infra.monitoring.metrics import PROMETHEUS_PORT, ScrapeAddresses, alert_rule_files, minio_metrics_token, prometheus_yml
 from infra.storage import API_PORT, node_name
 from tests.cluster_pki import PemPair, StandInCa
 from tests.conftest import require_root, require_tool
@@ -178,7 +179,8 @@ def exposition(node: str, path: str) -> str:
 
 class NodeStandIn:
     """An HTTPS server standing in for one MinIO node (not MinIO): answers S3-ish requests naming the
-    node, /minio/health/live, and /minio/v2/metrics/{cluster,node,bucket} (with a bearer token).
+    node, /minio/health/live and /minio/health/cluster, and /minio/v2/metrics/{cluster,node,bucket}
+    (with a bearer token).
 
     Its socket is opened inside the node's namespace; each handshake runs in the connection's own
     thread, and every request is recorded.
@@ -211,7 +213,7 @@ class NodeStandIn:
             def do_GET(self) -> None:  # noqa: N802 - name the base class dispatches to
                 stand_in.paths.append(self.path)
                 path = urllib.parse.urlsplit(self.path).path
-                if path == "/minio/health/live":
+                if path in ("/minio/health/live", blackbox_exporter.HEALTH_PATH):
                     self.answer(200, "")
                 elif path.startswith("/minio/v2/metrics/"):
                     kind = path.rsplit("/", 1)[1]
@@ -363,12 +365,14 @@ def wait_for_listener(namespace: str, address: str, port: int, process: subproce
 
 @dataclass
 class NamespacedPrometheus:
-    """Prometheus in the main namespace on the configuration infra/monitoring/metrics.py renders."""
+    """Prometheus in the main namespace on the configuration infra/monitoring/metrics.py renders, with
+    the committed alert rules; it probes the nodes through the lab's blackbox exporter."""
 
     namespace: str
     root: Path
     config: StackConfig
     ca_file: Path
+    blackbox_exporter: str
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -377,8 +381,10 @@ class NamespacedPrometheus:
 
     def rendered(self) -> str:
         # the node targets are the program's own (minioN:9000, named by the hosts entries); nothing else runs
-        addresses = ScrapeAddresses.of_stack(self.config)
+        addresses = replace(ScrapeAddresses.of_stack(self.config), blackbox_exporter=self.blackbox_exporter)
         (self.root / "rules").mkdir(parents=True, exist_ok=True)
+        for name, rules in alert_rule_files(self.config).items():
+            (self.root / "rules" / name).write_text(rules)
         token = self.root / "minio-metrics-token"
         token.write_text(minio_metrics_token(ACCESS_KEY, SECRET_KEY) + "\n")
         return prometheus_yml(self.config, addresses, str(self.root / "rules"), str(token), ca_file=str(self.ca_file))
@@ -430,6 +436,52 @@ class NamespacedPrometheus:
         active = self.api("/api/v1/targets?state=active")["data"]["activeTargets"]
         return [target for target in active if target["labels"]["job"] == job]
 
+    def by_node(self, expr: str) -> dict[str, float]:
+        """The value of instant query `expr` for each node label."""
+        query = urllib.parse.urlencode({"query": expr})
+        result = self.api(f"/api/v1/query?{query}")["data"]["result"]
+        return {sample["metric"]["node"]: float(sample["value"][1]) for sample in result}
+
+    def alerts(self, alertname: str) -> list[dict[str, Any]]:
+        """`alertname`'s alerts, pending and firing."""
+        return [alert for alert in self.api("/api/v1/alerts")["data"]["alerts"] if alert["labels"]["alertname"] == alertname]
+
+
+@dataclass
+class NamespacedBlackboxExporter:
+    """Debian's blackbox exporter in the main namespace on the module infra/monitoring/blackbox_exporter.py renders."""
+
+    namespace: str
+    root: Path
+    config: StackConfig
+    ca_file: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def listen(self) -> str:
+        return f"{MAIN_ADDRESS}:{blackbox_exporter.PORT}"
+
+    def start(self) -> NamespacedBlackboxExporter:
+        binary = require_tool("prometheus-blackbox-exporter")
+        self.root.mkdir(parents=True, exist_ok=True)
+        conf = self.root / "blackbox.yml"
+        conf.write_text(blackbox_exporter.blackbox_yml(self.config, ca_file=str(self.ca_file)))
+        log_path = self.root / "blackbox.log"
+        log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            ["ip", "netns", "exec", self.namespace, binary, f"--config.file={conf}", f"--web.listen-address={self.listen}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        host, port = self.listen.split(":")
+        wait_for_listener(self.namespace, host, int(port), self.process, log_path)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
 
 # -- the lab ---------------------------------------------------------------------------------------
 
@@ -474,6 +526,9 @@ class NetnsLab:
     proxies: list[NamespacedProxy] = field(default_factory=list)
     proxy: NamespacedProxy | None = None
     prometheus: NamespacedPrometheus | None = None
+    blackbox: NamespacedBlackboxExporter | None = None
+    node_pairs: dict[int, PemPair] = field(default_factory=dict)
+    """The certificate and key each node stand-in serves."""
 
     @property
     def ca_file(self) -> Path:
@@ -529,7 +584,8 @@ class NetnsLab:
 
     def start_nodes(self) -> None:
         for node, address in node_addresses(self.config).items():
-            context = server_context(self.ca.node_pair(node, address), self.workdir / "tls", node_name(node))
+            self.node_pairs[node] = self.ca.node_pair(node, address)
+            context = server_context(self.node_pairs[node], self.workdir / "tls", node_name(node))
             self.nodes[node] = NodeStandIn(node_name(node), self.node_namespace(node), address, API_PORT, context).start()
 
     def start_proxy(self, root: Path, upstreams: ProxyUpstreams, listen_address: str = MAIN_ADDRESS) -> NamespacedProxy:
@@ -562,7 +618,8 @@ class NetnsLab:
             stand_in.stop()
 
     def start_prometheus(self) -> NamespacedPrometheus:
-        self.prometheus = NamespacedPrometheus(self.main, self.workdir / "prometheus", self.config, self.ca_file)
+        self.blackbox = NamespacedBlackboxExporter(self.main, self.workdir / "blackbox", self.config, self.ca_file).start()
+        self.prometheus = NamespacedPrometheus(self.main, self.workdir / "prometheus", self.config, self.ca_file, self.blackbox.listen)
         return self.prometheus.start()
 
     def teardown(self) -> None:
@@ -570,6 +627,8 @@ class NetnsLab:
         steps: list[Callable[[], None]] = []
         if self.prometheus is not None:
             steps.append(self.prometheus.stop)
+        if self.blackbox is not None:
+            steps.append(self.blackbox.stop)
         steps += [proxy.stop for proxy in self.proxies]
         steps += [stand_in.stop for stand_in in self.nodes.values()]
         # deleting a namespace takes its veth end with it; the switch's bridge goes with the switch
@@ -620,7 +679,8 @@ def _deleting(namespace: str) -> Callable[[], None]:
 
 @contextlib.contextmanager
 def netns_lab(workdir: Path, config: StackConfig | None = None) -> Iterator[NetnsLab]:
-    """Namespaces, bridge, CA, the four node stand-ins, the proxy and Prometheus; all of it gone afterwards."""
+    """Namespaces, bridge, CA, the four node stand-ins, the proxy, the blackbox exporter and Prometheus;
+    all of it gone afterwards."""
     require_root("creates network namespaces")
     require_tool("ip")
     config = config or multi_host_stack()

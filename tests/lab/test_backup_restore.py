@@ -182,3 +182,36 @@ def test_a_dump_larger_than_the_process_memory_limit_streams_through(s3: S3Stand
     stat = s3.client().stat_object(BUCKET, key)
     assert (stat.size or 0) > MEMORY_LIMIT_MIB << 20, "the stored object is larger than the memory limit"
     assert int(stat.metadata["x-amz-meta-uncompressed-bytes"]) > dump_bytes
+
+
+def test_a_backup_goes_to_the_next_node_that_answers_when_its_endpoint_does_not(
+    s3: S3StandIn, postgres: Postgres, source_database: str
+) -> None:
+    """As the backup service runs it: OPS_ENDPOINT names minio1, OPS_FALLBACK_ENDPOINTS the other nodes.
+    Here the first endpoint has nothing listening and the stand-in is the 'next node'."""
+    stopped, also_stopped = "http://127.0.5.12:9", "http://127.0.5.13:9"
+    environ = {**s3.environ(), "OPS_ENDPOINT": stopped, "OPS_FALLBACK_ENDPOINTS": f"{also_stopped},{s3.url}"}
+
+    done = run_ops(["backup-postgres", "--bucket", BUCKET, *postgres.cli_args(source_database)], environ)
+
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.split("s3://", 1)[1].split()[0].split("/", 1)[1]
+    assert s3.client().stat_object(BUCKET, key).size > 0
+    passed_over = [line for line in done.stderr.splitlines() if "does not answer, trying the next node" in line]
+    assert [line.split()[1] for line in passed_over] == [stopped, also_stopped]
+
+    # none answers: one sentence naming every node tried, the unreachable exit code
+    nowhere = run_ops(
+        ["backup-postgres", "--bucket", BUCKET, *postgres.cli_args(source_database)],
+        {**environ, "OPS_FALLBACK_ENDPOINTS": also_stopped},
+    )
+    assert nowhere.returncode == 4
+    [error] = [line for line in nowhere.stderr.splitlines() if line.startswith("error: ")]
+    assert "no node of the cluster answers" in error and "127.0.5.12:9" in error and "127.0.5.13:9" in error
+
+    # a node that answers with a refusal is the run's answer, not a reason to try another
+    refused = run_ops(
+        ["backup-postgres", "--bucket", BUCKET, *postgres.cli_args(source_database)],
+        {**s3.environ(), "OPS_SECRET_KEY": "wrong-secret-key", "OPS_FALLBACK_ENDPOINTS": stopped},
+    )
+    assert refused.returncode == 5 and "trying the next node" not in refused.stderr

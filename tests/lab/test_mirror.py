@@ -277,3 +277,18 @@ def test_the_copy_is_mirrored_back_into_a_named_bucket_after_a_loss(source: S3St
     assert there.bucket_exists("off-m-back")
     bad = run_ops(["mirror", "Not_A_Bucket"], both(source, target))
     assert bad.returncode == 3 and "not a bucket name" in bad.stderr
+
+
+def test_the_mirror_reads_from_the_next_node_that_answers_when_its_endpoint_does_not(source: S3StandIn, target: S3StandIn) -> None:
+    """As the mirror service runs it: OPS_ENDPOINT names minio1, OPS_FALLBACK_ENDPOINTS the other nodes;
+    here nothing listens at the first and the source stand-in is the 'next node'."""
+    source.client().make_bucket("m-failover")
+    source.client().put_object("m-failover", "kept.txt", io.BytesIO(b"kept"), 4)
+    stopped = "http://127.0.5.42:9"
+
+    done = run_ops(["mirror", "m-failover"], both(source, target, OPS_ENDPOINT=stopped, OPS_FALLBACK_ENDPOINTS=source.url))
+
+    assert done.returncode == 0, done.stderr
+    assert f"mirror {source.url} -> {target.url}:" in done.stdout
+    assert f"{stopped} does not answer, trying the next node" in done.stderr
+    assert target.client().get_object("m-failover", "kept.txt").read() == b"kept"

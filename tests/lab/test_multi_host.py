@@ -5,7 +5,9 @@ infra/monitoring/metrics.py render for a multi-host stack; four node namespaces 
 (small Python TLS servers, not MinIO) with certificates from a lab CA carrying the program's names.
 What is shown: S3 through the proxy reaches every node over TLS verified against that CA, a node
 certificate the proxy cannot verify is refused, a host whose link is cut is failed over within the
-proxy's bounds, and Prometheus scrapes the four across namespaces and sees the cut one go down.
+proxy's bounds, Prometheus scrapes the four across namespaces and sees the cut one go down, and the
+real blackbox exporter's health probe verifies each node's certificate and reports its end, which the
+committed MinIOCertificateExpiring rule reads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+
+from cryptography import x509
 
 from infra.hosts import CLUSTER_TLS_NAME, GATEWAY_NAME, node_addresses
 from infra.storage import API_PORT, node_name
@@ -131,3 +135,24 @@ def test_prometheus_sees_the_cut_node_host_go_down_and_come_back(lab: NetnsLab) 
         down = {**healthy, "minio2": 0.0}
         wait_until(lambda: prometheus.up("minio-nodes") == down, "minio2 down after its link is cut", seconds=15)
     wait_until(lambda: prometheus.up("minio-nodes") == healthy, "minio2 up again once its link is back", seconds=15)
+
+
+def test_the_health_probe_verifies_each_node_certificate_and_reports_its_end(lab: NetnsLab) -> None:
+    assert lab.prometheus is not None
+    prometheus = lab.prometheus
+    healthy = dict.fromkeys(ALL_NODES, 1.0)
+    wait_until(lambda: prometheus.by_node('probe_success{job="minio-health"}') == healthy, "every node's health probe succeeding", seconds=20)
+    ends = {
+        node_name(node): x509.load_pem_x509_certificate(pair.certificate.encode()).not_valid_after_utc.timestamp()
+        for node, pair in lab.node_pairs.items()
+    }
+    assert prometheus.by_node('probe_ssl_earliest_cert_expiry{job="minio-health"}') == ends
+    # the lab's certificates end within a day, inside the renewal window: the rule matches each node
+    # and waits out its 'for'
+    pending = wait_until(
+        lambda: (alerts := prometheus.alerts("MinIOCertificateExpiring")) and len(alerts) == NODES and alerts,
+        "MinIOCertificateExpiring pending for every node",
+        seconds=20,
+    )
+    assert {alert["labels"]["node"] for alert in pending} == ALL_NODES
+    assert {alert["state"] for alert in pending} == {"pending"}

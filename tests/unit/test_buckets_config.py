@@ -168,6 +168,9 @@ def test_backup_service_credentials_reach_it_only_in_a_secret_settings_file(dev:
     assert f"OPS_SECRET_KEY={dev.outputs['backupServiceSecretKey']}" in lines
     assert any(line.startswith("PGPASSWORD=") for line in lines)
     assert "backupServiceSecretKey" in dev.secret_outputs
+    # minio1 first, then every other node in order for a run minio1 cannot answer
+    assert "OPS_ENDPOINT=http://minio1:9000" in lines
+    assert "OPS_FALLBACK_ENDPOINTS=http://minio2:9000,http://minio3:9000,http://minio4:9000" in lines
 
 
 def test_backup_image_is_built_at_deploy_on_the_stacks_own_postgres_image(dev: Any) -> None:

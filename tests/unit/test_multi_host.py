@@ -7,9 +7,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from infra.config import ConfigError, parse_stack_config
-from infra.hosts import CA_FILE, CLUSTER_TLS_NAME, GATEWAY_NAME, GATEWAY_PORT
+from infra.config.storage import MAX_NODES
+from infra.hosts import (
+    CA_FILE,
+    CA_VALIDITY_DAYS,
+    CLUSTER_TLS_NAME,
+    GATEWAY_NAME,
+    GATEWAY_PORT,
+    RENEW_BEFORE_DAYS,
+    RENEWAL_STAGGER_DAYS,
+    leaf_validity_days,
+)
+from infra.monitoring.metrics import ALERTS_DIR
 from infra.inventory import CONTAINER, NETWORK
 from tests.unit import pulumi_harness
 from tests.unit.multi_host_stack import HOSTS, MAIN_HOST_ADDRESS, STORAGE_ON_HOSTS
@@ -99,6 +111,29 @@ def test_every_node_certificate_is_signed_by_the_stack_ca(spread: Deployment) ->
     assert all(c.inputs["earlyRenewalHours"] > 0 for c in certificates.values())
 
 
+def test_no_two_nodes_certificates_fall_due_in_one_renewal_window(spread: Deployment) -> None:
+    """Renewing a node's certificate replaces that node: two renewed in one update would take two nodes down."""
+    certificates = {c.name: c.inputs for c in spread.of_type(CERTIFICATE)}
+    windows = sorted(
+        (inputs["validityPeriodHours"] - inputs["earlyRenewalHours"], inputs["validityPeriodHours"])
+        for name, inputs in certificates.items()
+        if name != f"cluster-tls-{GATEWAY_NAME}"
+    )
+    assert len(windows) == len(HOSTS)
+    assert all(earlier[1] < later[0] for earlier, later in zip(windows, windows[1:]))
+    # even the largest cluster's last node falls due years before the CA that signs it ends
+    assert leaf_validity_days(MAX_NODES) < CA_VALIDITY_DAYS - 365
+
+
+def test_the_expiry_alert_fires_when_the_renewal_window_opens() -> None:
+    """MinIOCertificateExpiring says a due certificate was not renewed: its threshold is the renewal window."""
+    rules = {rule.get("alert"): rule for group in yaml.safe_load((ALERTS_DIR / "minio.rules.yml").read_text())["groups"]
+             for rule in group["rules"]}
+    assert f"< {RENEW_BEFORE_DAYS} * 86400" in rules["MinIOCertificateExpiring"]["expr"]
+    runbook = " ".join((ALERTS_DIR / "RUNBOOK.md").read_text().split())
+    assert f"within {RENEW_BEFORE_DAYS} days of its end" in runbook and f"lasts {RENEWAL_STAGGER_DAYS} days longer" in runbook
+
+
 def test_a_node_receives_its_own_certificate_and_the_ca_with_its_key_secret(spread: Deployment) -> None:
     certificates = {c.name: c.inputs["certPem"] for c in spread.of_type(CERTIFICATE)}
     [ca] = [c.inputs["certPem"] for c in spread.of_type(CA) if c.name == "cluster-tls-ca"]
@@ -126,6 +161,7 @@ def test_the_backup_trusts_the_ca_and_speaks_tls_to_minio1(spread: Deployment) -
     [ca] = [c.inputs["certPem"] for c in spread.of_type(CA) if c.name == "cluster-tls-ca"]
     assert files[CA_FILE] == ca
     assert "OPS_ENDPOINT=https://minio1:9000" in files["/etc/ops/ops.env"]
+    assert "OPS_FALLBACK_ENDPOINTS=https://minio2:9000,https://minio3:9000,https://minio4:9000" in files["/etc/ops/ops.env"]
     assert "--ca-file" not in deploy("dev").named("backup", CONTAINER).inputs["command"]
 
 

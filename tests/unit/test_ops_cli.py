@@ -18,7 +18,7 @@ import urllib3
 from minio.error import S3Error
 
 from opscli import cli, iam
-from opscli.connection import Connection, explained, normalise_url, resolve_connection
+from opscli.connection import Connection, explained, fallback_endpoints, normalise_url, resolve_connection
 from opscli.failures import EXIT_CODE_MEANINGS, ExitCode, OpsError
 from tests.conftest import ROOT
 
@@ -163,6 +163,16 @@ def test_endpoints_under_a_path_are_refused_because_sigv4_signs_the_path() -> No
     assert normalise_url("https://s3.example.com/") == "https://s3.example.com"
     with pytest.raises(OpsError, match="must be served at the root"):
         normalise_url("https://example.com/storage")
+
+
+def test_fallback_endpoints_are_read_in_order_and_a_bad_one_is_named_with_its_variable() -> None:
+    assert fallback_endpoints({}) == []
+    listed = {"OPS_FALLBACK_ENDPOINTS": "https://minio2:9000, https://minio3:9000/,"}
+    assert fallback_endpoints(listed) == ["https://minio2:9000", "https://minio3:9000"]
+    with pytest.raises(OpsError) as refused:
+        fallback_endpoints({"OPS_FALLBACK_ENDPOINTS": "https://minio2:9000,minio3:9000"})
+    assert refused.value.code == ExitCode.CONFIGURATION
+    assert refused.value.sentence.startswith("OPS_FALLBACK_ENDPOINTS: endpoint 'minio3:9000' has no scheme")
 
 
 def _s3_error(code: str, bucket: str | None = None, key: str | None = None) -> S3Error:

@@ -60,6 +60,7 @@ def test_the_mirrors_credentials_reach_it_only_in_a_secret_settings_file(mirrore
     assert "OPS_ACCESS_KEY=mirror-service" in lines
     assert f"OPS_SECRET_KEY={mirrored.outputs['mirrorServiceSecretKey']}" in lines
     assert "OPS_TARGET_ACCESS_KEY=AKIAOFFSITEMIRROR" in lines and "OPS_TARGET_SECRET_KEY=offsite-secret-key-value" in lines
+    assert "OPS_FALLBACK_ENDPOINTS=http://minio2:9000,http://minio3:9000,http://minio4:9000" in lines
     assert "mirrorServiceSecretKey" in mirrored.secret_outputs
     [upload] = container.inputs["uploads"]["value"]
     assert (upload["permissions"], upload["owner"], upload["group"]) == ("0600", "70", "70"), "the postgres user of the Alpine image"
