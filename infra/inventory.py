@@ -275,6 +275,8 @@ class ContainerEntry:
     """Host paths it mounts (bind mounts), which no destroy touches."""
     host: str | None = None
     """The Docker host it runs on (a node's storage.hosts dockerHost), None for the stack's own."""
+    user: str = ""
+    """`uid:gid` it runs as; empty for the image's own user."""
 
 
 @dataclass(frozen=True, order=True)
@@ -399,6 +401,7 @@ def inventory_of(stack: str, registrations: list[Registration], assumed: Collect
                 service=_label(inputs.get("labels"), SERVICE_LABEL) or "",
                 host_paths=tuple(item["hostPath"] for item in inputs.get("volumes") or [] if item.get("hostPath")),
                 host=host(r),
+                user=inputs.get("user") or "",
             )
         )
     if len(prefixes) != 1 or None in prefixes:

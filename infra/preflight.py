@@ -29,6 +29,7 @@ from typing import Any, Literal
 from infra.config.storage import NodeHostSettings
 from infra.container import STACK_LABEL
 from infra.inventory import Inventory, PublishedPort
+from infra.monitoring.docker_api_proxy import SERVICE as DOCKER_API_PROXY
 
 Severity = Literal["problem", "warning", "info"]
 
@@ -465,6 +466,42 @@ def check_drive_directories(cli: DockerCli, inventory: Inventory, image: str | N
     return [Finding("info", f"storage.drivePaths: the {len(paths)} drive directories exist, each on a filesystem of its own")]
 
 
+def check_docker_socket(cli: DockerCli, inventory: Inventory, gid_key: str, image: str | None = None) -> list[Finding]:
+    """The group that owns the Docker socket on the host is the one the Docker API proxy there runs in.
+
+    The proxy mounts the socket and runs as nobody in the group `gid_key` names (or as root when it is
+    unset); in any other group it cannot connect, and the log agent behind it ships nothing. One
+    throwaway container (no network, the socket mounted read-only) of `image` (default
+    `probe_image`) prints the socket's group.
+    """
+    proxy = next((c for c in inventory.containers if c.service == DOCKER_API_PROXY), None)
+    if proxy is None or not proxy.host_paths:
+        return []
+    socket_path, (_, _, group) = proxy.host_paths[0], proxy.user.partition(":")
+    if proxy.user in ("", "0:0") or not group.isdigit():
+        return [Finding("info", f"docker socket: the Docker API proxy reads {socket_path} as root ({gid_key} unset)")]
+    mount = f"type=bind,source={socket_path},target=/probe/docker.sock,readonly"
+    try:
+        out = cli.run("run", "--rm", "--network", "none", "--mount", mount, "--entrypoint", "stat", image or probe_image(inventory),
+                      "-c", "%g %n", "/probe/docker.sock")
+    except DockerUnavailable as error:
+        if MISSING_BIND_SOURCE.search(str(error)):
+            return [Finding("problem", f"monitoring.dockerSocket: {socket_path} does not exist on the Docker host ({cli.endpoint}); "
+                                       "give the path of its Docker API socket")]
+        return [Finding("warning", f"the Docker socket's group could not be checked on the Docker host: {error}")]
+    owner = out.split()[0] if out.split() else ""
+    if owner != group:
+        return [
+            Finding(
+                "problem",
+                f"{socket_path} on the Docker host ({cli.endpoint}) belongs to group {owner or '(unknown)'}, but the Docker API proxy "
+                f"there runs in group {group}: it could not connect, and the log agent behind it would ship nothing; "
+                f"set {gid_key} to {owner or 'that group'}",
+            )
+        ]
+    return [Finding("info", f"docker socket: {socket_path} belongs to group {group}, which the Docker API proxy runs in")]
+
+
 @dataclass
 class Report:
     target: DockerTarget
@@ -494,6 +531,7 @@ def _checked_daemon(
     free_bytes: Callable[[str], int],
     probe: str | None,
     address_key: str | None = None,
+    gid_key: str = "monitoring.dockerSocketGid",
 ) -> list[Finding]:
     """Every check of one daemon against what the stack puts on it; a silent daemon is one problem."""
     cli = DockerCli(timeout, target)
@@ -510,7 +548,9 @@ def _checked_daemon(
     findings += check_container_names(host.containers, inventory)
     findings += check_memory(host.info, inventory)
     findings += check_disk(host.info, inventory, target, free_bytes)
-    findings += check_drive_directories(DockerCli(max(timeout, DRIVE_PROBE_TIMEOUT_SECONDS), target), inventory, probe)
+    probing = DockerCli(max(timeout, DRIVE_PROBE_TIMEOUT_SECONDS), target)
+    findings += check_drive_directories(probing, inventory, probe)
+    findings += check_docker_socket(probing, inventory, gid_key, probe)
     return findings
 
 
@@ -548,8 +588,8 @@ def check_host(
                 "the preflight assumed throwaway values (no figure it checks depends on them), the deploy will ask for them",
             )
         )
-    # the probe of drive directories runs the edge proxy's image on every host, the one with a `stat` for sure
-    probe = probe_image(inventory) if drive_directories(inventory) else None
+    # the probes of drive directories and the Docker socket run the edge proxy's image on every host, the one with a `stat` for sure
+    probe = probe_image(inventory)
     try:
         target = docker_target(stack_values, DockerCli(timeout))
     except DockerUnavailable as error:
@@ -563,7 +603,8 @@ def check_host(
     nodes = tuple(node_target(index, host) for index, host in enumerate(hosts, start=1))
     for index, node in enumerate(nodes, start=1):
         checked = _checked_daemon(
-            node, inventory.on_host(node.endpoint), {}, timeout, free_bytes, probe, address_key=f"storage.hosts[{index - 1}].address"
+            node, inventory.on_host(node.endpoint), {}, timeout, free_bytes, probe,
+            address_key=f"storage.hosts[{index - 1}].address", gid_key=f"storage.hosts[{index - 1}].dockerSocketGid",
         )
         findings += _about(f"minio{index}'s host {node.endpoint} (storage.hosts[{index - 1}])", checked)
     return Report(target, findings, nodes)

@@ -50,6 +50,12 @@ class NodeHostSettings(Settings):
 
     docker_host: str = Field(description="Docker endpoint of the node's host: ssh://user@host or tcp://host:2376")
     address: str = Field(description="the host's private address; the node's API and console are published there only")
+    docker_socket_gid: int | None = Field(
+        None,
+        ge=0,
+        description="group owning monitoring.dockerSocket on this host (`stat -c %g /var/run/docker.sock`), where it "
+        "differs from monitoring.dockerSocketGid; unset, that one",
+    )
 
     @field_validator("docker_host")
     @classmethod

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pulumi_docker as docker
 
+from infra.config import StackConfig
 from infra.container import Attachment
 from infra.hosts import node_host_entries
 from infra.networks import host_address
@@ -37,6 +38,8 @@ class AgentHost:
     """None: the stack's own host (the default provider)."""
     hosts: Mapping[str, str] = field(default_factory=dict)
     """`hosts` entries its containers get: on a node host, the other nodes' and the gateway's (node_host_entries)."""
+    socket_gid: int | None = None
+    """The group owning the Docker socket there (monitoring.dockerSocketGid, or the node host's own)."""
 
     def name(self, service: str) -> str:
         return placed_name(service, self.node)
@@ -54,9 +57,20 @@ def agent_hosts(tier: Tier) -> list[AgentHost]:
     monitoring = tier.stack.segments.monitoring
     node_hosts = tier.stack.node_hosts.by_node.values() if tier.stack.node_hosts else ()
     return [
-        AgentHost(None, monitoring.network, monitoring.subnet),
+        AgentHost(None, monitoring.network, monitoring.subnet, socket_gid=tier.config.monitoring.docker_socket_gid),
         *(
-            AgentHost(host.node, host.network, host.subnet, host.provider, node_host_entries(tier.config, host.node))
+            AgentHost(
+                host.node, host.network, host.subnet, host.provider, node_host_entries(tier.config, host.node),
+                socket_gid=socket_gid(tier.config, host.node),
+            )
             for host in node_hosts
         ),
     ]
+
+
+def socket_gid(config: StackConfig, node: int | None) -> int | None:
+    """The group owning the Docker socket on the stack's own host (`node` None) or on `node`'s host."""
+    own = config.storage.node_host(node) if node is not None else None
+    if own is not None and own.docker_socket_gid is not None:
+        return own.docker_socket_gid
+    return config.monitoring.docker_socket_gid

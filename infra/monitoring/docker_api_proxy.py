@@ -76,7 +76,7 @@ def proxy_command(allow_from: str, listen_ip: str = "0.0.0.0", port: int = PORT,
 def add_docker_api_proxy(tier: Tier, client: str, host: AgentHost) -> docker.Container:
     """The proxy on `host`'s network only, at its fixed address, admitting `client` (a service with a fixed address there) only."""
     settings = tier.config.monitoring
-    gid = settings.docker_socket_gid
+    gid = host.socket_gid
     name = host.name(SERVICE)
     return tier.container(
         ContainerSpec(
@@ -90,7 +90,6 @@ def add_docker_api_proxy(tier: Tier, client: str, host: AgentHost) -> docker.Con
             ],
             networks=[host.attachment(SERVICE)],
             # connecting needs write permission on the socket: its group, or its owner (root), capabilities or not
-            # (one dockerSocketGid for every host: a node host whose docker group differs needs the same gid)
             user=f"{NOBODY}:{gid}" if gid is not None else "0:0",
             # a from-scratch image: no shell, but the proxy's own probe
             healthcheck=Healthcheck(["CMD", "/healthcheck"]),

@@ -3,7 +3,8 @@
 It answers what the preflight and scripts/deploy ask: `version`, `info`, `network ls|inspect`,
 `ps`, `inspect`, `run ... --mount type=bind,source=P,... IMAGE stat -c '%d %n' TARGET...` (the
 fixture's `host_paths` map each existing directory to its device number; a missing one is refused as
-the daemon refuses it), `context inspect [NAME]` (the active `context`, or one of `contexts`), with `--format` templates of the forms `{{json .}}`,
+the daemon refuses it) and `stat -c '%g %n'` (its `socket_groups` map each existing socket to its
+group), `context inspect [NAME]` (the active `context`, or one of `contexts`), with `--format` templates of the forms `{{json .}}`,
 `{{json .A.B}}` and `{{.A.B}}`. The fixture may say the daemon is `down` (the CLI's error on
 stderr, exit 1) or that it `hang`s; every call is appended to the fixture's `log` file with the
 DOCKER_HOST it saw and the endpoint it asked. `install` puts it first on a PATH as `docker`.
@@ -105,18 +106,19 @@ def answer(fixture: dict[str, Any], args: list[str]) -> tuple[int, str, str]:
 
 
 def _run_stat(fixture: dict[str, Any], args: list[str]) -> tuple[int, str, str]:
-    """`stat -c '%d %n'` over bind mounts, as the daemon and busybox answer it."""
-    host_paths: dict[str, int] = fixture.get("host_paths", {})
+    """`stat -c '%d %n'` (device) or `stat -c '%g %n'` (group) over bind mounts, as the daemon and busybox answer it."""
+    asked = "%d %n" if "%d %n" in args else "%g %n"
+    known: dict[str, int] = fixture.get("host_paths" if asked == "%d %n" else "socket_groups", {})
     mounts = {}
     for index, arg in enumerate(args):
         if arg == "--mount":
             fields = dict(part.partition("=")[::2] for part in args[index + 1].split(","))
-            if fields["source"] not in host_paths:
+            if fields["source"] not in known:
                 # moby: errMountConfig wrapping errBindSourceDoesNotExist; the CLI prefixes "docker: "
                 message = f'invalid mount config for type "bind": bind source path does not exist: {fields["source"]}'
                 return 125, "", f"docker: Error response from daemon: {message}\n"
-            mounts[fields["target"]] = host_paths[fields["source"]]
-    targets = args[args.index("%d %n") + 1 :]
+            mounts[fields["target"]] = known[fields["source"]]
+    targets = args[args.index(asked) + 1 :]
     return 0, "".join(f"{mounts[target]} {target}\n" for target in targets), ""
 
 

@@ -110,3 +110,21 @@ def test_a_one_host_stack_runs_no_node_host_agent_and_no_ca() -> None:
     for service in ("prometheus", "blackbox-exporter"):
         container = deployment.named(service, CONTAINER)
         assert "hosts" not in container.inputs and CA_FILE not in container.uploads()
+
+
+def test_each_hosts_docker_api_proxy_runs_in_the_group_of_that_hosts_socket() -> None:
+    """monitoring.dockerSocketGid for every host, unless a node host's entry names its own group."""
+    hosts = [dict(host) for host in HOSTS]
+    hosts[2]["dockerSocketGid"] = 990
+    deployment = deploy("dev", {"storage": {**STORAGE_ON_HOSTS, "hosts": hosts}, "monitoring": {"dockerSocketGid": 988}})
+    users = {
+        name: deployment.named(name, CONTAINER).inputs["user"]
+        for name in ("docker-api-proxy", *(f"docker-api-proxy-minio{node}" for node in NODES))
+    }
+    assert users == {
+        "docker-api-proxy": "65534:988",
+        "docker-api-proxy-minio1": "65534:988",
+        "docker-api-proxy-minio2": "65534:988",
+        "docker-api-proxy-minio3": "65534:990",
+        "docker-api-proxy-minio4": "65534:988",
+    }

@@ -215,6 +215,7 @@ def spread_hosts() -> dict[str, Any]:
         ({**STORAGE_ON_HOSTS, "hosts": [*HOSTS[:3], {**HOSTS[3], "dockerHost": "http://node4:2375"}]}, "storage.hosts.3.dockerHost: 'http://node4:2375' is not a Docker endpoint"),
         ({**STORAGE_ON_HOSTS, "hosts": [*HOSTS[:3], {**HOSTS[3], "address": "203.0.113.4"}]}, "storage.hosts.3.address: 203.0.113.4 is not a private address"),
         ({**STORAGE_ON_HOSTS, "hosts": [*HOSTS[:3], {**HOSTS[3], "address": "node4"}]}, "storage.hosts.3.address: 'node4' is not an IPv4 address"),
+        ({**STORAGE_ON_HOSTS, "hosts": [*HOSTS[:3], {**HOSTS[3], "dockerSocketGid": -1}]}, "storage.hosts.3.dockerSocketGid: Input should be greater than or equal to 0 (got -1)"),
         ({"hosts": HOSTS, "mainHostAddress": "10.0.0.12"}, "10.0.0.12 is both a node's address and storage.mainHostAddress"),
         ({"hosts": HOSTS, "mainHostAddress": "172.31.0.20"}, "networks: monitoring.subnet 172.31.0.0/24 holds storage.mainHostAddress"),
     ],

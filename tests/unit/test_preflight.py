@@ -401,3 +401,44 @@ def test_without_drive_paths_the_preflight_runs_no_container(tmp_path: Path, dev
     log = tmp_path / "calls.log"
     check({**clean_host(dev, tmp_path), "log": str(log)}, dev, port_keys, tmp_path, monkeypatch)
     assert not [line for line in log.read_text().splitlines() if '"run"' in line]
+
+
+@pytest.fixture(scope="module")
+def with_socket_group(tmp_path_factory: pytest.TempPathFactory) -> Inventory:
+    source = ROOT / "Pulumi.dev.yaml"
+    stack_file = tmp_path_factory.mktemp("stack") / "Pulumi.dev.yaml"
+    text = source.read_text().replace("  minio-platform:backup:\n", "  minio-platform:monitoring:\n    dockerSocketGid: 988\n  minio-platform:backup:\n", 1)
+    assert text != source.read_text(), "the dev stack file no longer has the line this fixture extends"
+    stack_file.write_text(text)
+    return inventory("dev", stack_file)
+
+
+def test_the_docker_socket_owned_by_the_configured_group_passes(
+    tmp_path: Path, with_socket_group: Inventory, port_keys: dict[int, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixture = {**clean_host(with_socket_group, tmp_path), "socket_groups": {"/var/run/docker.sock": 988}}
+    report = check(fixture, with_socket_group, port_keys, tmp_path, monkeypatch)
+    assert "docker socket: /var/run/docker.sock belongs to group 988, which the Docker API proxy runs in" in [f.text for f in report.findings]
+    assert not report.problems and not report.warnings
+
+
+def test_a_docker_socket_of_another_group_is_a_problem_naming_the_key_and_the_group(
+    tmp_path: Path, with_socket_group: Inventory, port_keys: dict[int, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixture = {**clean_host(with_socket_group, tmp_path), "socket_groups": {"/var/run/docker.sock": 999}}
+    report = check(fixture, with_socket_group, port_keys, tmp_path, monkeypatch)
+    assert problems(report) == [
+        "/var/run/docker.sock on the Docker host (unix:///var/run/docker.sock) belongs to group 999, but the Docker API proxy "
+        "there runs in group 988: it could not connect, and the log agent behind it would ship nothing; set "
+        "monitoring.dockerSocketGid to 999"
+    ]
+
+
+def test_a_missing_docker_socket_is_a_problem_naming_it(
+    tmp_path: Path, with_socket_group: Inventory, port_keys: dict[int, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = check(clean_host(with_socket_group, tmp_path), with_socket_group, port_keys, tmp_path, monkeypatch)
+    assert problems(report) == [
+        "monitoring.dockerSocket: /var/run/docker.sock does not exist on the Docker host (unix:///var/run/docker.sock); "
+        "give the path of its Docker API socket"
+    ]

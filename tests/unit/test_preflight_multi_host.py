@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from infra.config import StackConfig
+from infra.config import PROJECT, StackConfig
 from infra.container import STACK_LABEL
 from infra.inventory import Inventory, PublishedPort, inventory, stack_config
 from infra.preflight import GIB, Report, check_host
 from tests.conftest import ROOT
 from tests.unit import fake_docker
-from tests.unit.multi_host_stack import DRIVE_PATHS, HOSTS, on_hosts
+from tests.unit.multi_host_stack import DRIVE_PATHS, HOSTS, STORAGE_ON_HOSTS, dev_stack_file, on_hosts
 
 MIB = 1024 * 1024
 OWN_ENDPOINT = "unix:///var/run/docker.sock"
@@ -208,4 +209,45 @@ def test_the_command_line_checks_all_five_hosts_and_counts_their_problems(
     assert result.stderr.splitlines() == [
         f"error: the preflight found 1 problem(s) on {OWN_ENDPOINT} and the 4 node hosts of storage.hosts; "
         "fix them and run scripts/preflight dev again (nothing was changed)"
+    ]
+
+
+@pytest.fixture(scope="module")
+def socket_groups(tmp_path_factory: pytest.TempPathFactory) -> tuple[Inventory, StackConfig]:
+    """The stack's Docker sockets in group 988 (monitoring.dockerSocketGid), minio3's host's in 990."""
+    folder = tmp_path_factory.mktemp("stack")
+    hosts = [dict(host) for host in HOSTS]
+    hosts[2]["dockerSocketGid"] = 990
+    stack_file = dev_stack_file(folder, **{**STORAGE_ON_HOSTS, "hosts": hosts})
+    document = yaml.safe_load(stack_file.read_text())
+    document["config"][f"{PROJECT}:monitoring"] = {"dockerSocketGid": 988}
+    stack_file.write_text(yaml.safe_dump(document))
+    config, _, _ = stack_config("dev", stack_file)
+    return inventory("dev", stack_file), config
+
+
+def with_sockets(fixture: dict[str, Any], groups: dict[str, int]) -> dict[str, Any]:
+    """Each daemon's /var/run/docker.sock in its group, by endpoint ('own' for the stack's own host)."""
+    fixture["socket_groups"] = {"/var/run/docker.sock": groups["own"]}
+    for endpoint, node in fixture["daemons"].items():
+        node["socket_groups"] = {"/var/run/docker.sock": groups[endpoint]}
+    return fixture
+
+
+def test_each_hosts_docker_socket_is_checked_against_its_own_group(
+    tmp_path: Path, socket_groups: tuple[Inventory, StackConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    groups = {"own": 988, **{host["dockerHost"]: 988 for host in HOSTS}, HOSTS[2]["dockerHost"]: 990}
+    report = check(with_sockets(five_daemons(socket_groups[0]), groups), socket_groups, tmp_path, monkeypatch)
+    assert report.problems == [] and report.warnings == []
+    assert f"{node_label(3)}: docker socket: /var/run/docker.sock belongs to group 990, which the Docker API proxy runs in" in [
+        f.text for f in report.findings
+    ]
+
+    # minio2's host's docker group is another: the key to set is that host's
+    wrong = with_sockets(five_daemons(socket_groups[0]), {**groups, HOSTS[1]["dockerHost"]: 977})
+    assert problems(check(wrong, socket_groups, tmp_path, monkeypatch)) == [
+        f"{node_label(2)}: /var/run/docker.sock on the Docker host ({HOSTS[1]['dockerHost']}) belongs to group 977, but the "
+        "Docker API proxy there runs in group 988: it could not connect, and the log agent behind it would ship nothing; "
+        "set storage.hosts[1].dockerSocketGid to 977"
     ]
