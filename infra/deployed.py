@@ -75,6 +75,12 @@ def drive_placement(config: StackConfig) -> dict[str, list[str | None]]:
     }
 
 
+def was_deployed(node: str, recorded: dict[str, Any], previous: dict[str, Any]) -> bool:
+    """Whether the last update deployed `node`: named in the output that `recorded` is, or among its containers
+    (an output newer than that update records nothing of it); a node this update adds was not."""
+    return node in recorded or node in previous.get("containers", {})
+
+
 def moved_drives(config: StackConfig, previous: dict[str, Any]) -> list[str]:
     """Deployed drives whose volume would change place: the volume is replaced, and its data stays behind."""
     # a stack deployed before drivePaths existed keeps every drive in a volume Docker manages
@@ -82,9 +88,9 @@ def moved_drives(config: StackConfig, previous: dict[str, Any]) -> list[str]:
     now = drive_placement(config)
     problems = []
     for node, placements in now.items():
+        if not was_deployed(node, deployed, previous):
+            continue
         for drive, placement in enumerate(placements, start=1):
-            if node not in deployed and node not in previous.get("containers", {}):
-                continue  # a node this update adds
             old_places = deployed.get(node) or []
             old = old_places[drive - 1] if drive <= len(old_places) else None
             if old != placement:
@@ -102,8 +108,8 @@ def moved_nodes(config: StackConfig, previous: dict[str, Any]) -> list[str]:
     deployed = previous.get("nodeHosts") or {}
     problems = []
     for node, host in node_hosts_output(config).items():
-        if node not in deployed and node not in previous.get("containers", {}):
-            continue  # a node this update adds
+        if not was_deployed(node, deployed, previous):
+            continue
         old = deployed.get(node)
         old_endpoint, new_endpoint = (old or {}).get("dockerHost"), (host or {}).get("dockerHost")
         if old_endpoint != new_endpoint:
