@@ -10,6 +10,8 @@ nothing. It signs in to MinIO as the `backup-service` user (policy backup-servic
 `mirror-service` (read-only on the mirrored buckets, also made by bootstrap) and needs a route out
 to its target: storage-net is internal, so it also joins edge-net, the one segment with one.
 Both talk to minio1, and to the next node that answers when minio1 does not (OPS_FALLBACK_ENDPOINTS).
+Each serves the metrics of its runs on its storage-net address (`METRICS_PORT`), which Prometheus
+scrapes as job `backup` or `mirror`: ScheduledJobFailed and ScheduledJobStale read them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from infra.config import StackConfig
 from infra.container import Attachment, ContainerSpec, Healthcheck
 from infra.hosts import CA_FILE, node_host_entries
 from infra.identity import POSTGRES_DATABASE, POSTGRES_PORT, POSTGRES_USER, postgres_user
+from infra.networks import host_address
 from infra.rendering import RenderedFile
 from infra.secrets import SecretValues
 from infra.storage import node_url
@@ -43,6 +46,8 @@ HEARTBEAT_FILE = "/var/lib/postgresql/ops-backup-heartbeat"
 HEARTBEAT_MAX_AGE_SECONDS = 90
 SETTINGS_FILE = "/etc/ops/ops.env"
 MIRROR_HEARTBEAT_FILE = "/var/lib/postgresql/ops-mirror-heartbeat"
+# each scheduled service serves the metrics of its runs here, on its storage-net address, where Prometheus reads them
+METRICS_PORT = 9108
 TARGET_CA_FILE = "/etc/ops/target-ca.pem"
 
 
@@ -56,6 +61,11 @@ def image_sources_digest(root: Path = PROJECT_ROOT) -> str:
     return digest.hexdigest()
 
 
+def metrics_listen(config: StackConfig, service: str) -> str:
+    """`service`'s metrics listener ('backup', 'mirror'): its fixed address on storage-net, so no other segment reaches it."""
+    return f"{host_address(config.networks.storage.subnet, service)}:{METRICS_PORT}"
+
+
 def backup_command(config: StackConfig, postgres_host: str) -> list[str]:
     return [
         "backup-schedule",
@@ -66,6 +76,7 @@ def backup_command(config: StackConfig, postgres_host: str) -> list[str]:
         "--pg-port", str(POSTGRES_PORT),
         "--pg-user", POSTGRES_USER,
         "--heartbeat", HEARTBEAT_FILE,
+        "--metrics-listen", metrics_listen(config, "backup"),
         "--no-progress",
         *node_trust(config),
     ]
@@ -181,6 +192,7 @@ def mirror_command(config: StackConfig) -> list[str]:
         "--target-bucket-prefix", replication.bucket_prefix,
         "--part-size-mib", str(replication.part_size_mib),
         "--heartbeat", MIRROR_HEARTBEAT_FILE,
+        "--metrics-listen", metrics_listen(config, "mirror"),
         "--no-progress",
         *node_trust(config),
     ]
@@ -231,8 +243,9 @@ class ScheduledMirror(Tier):
                 command=mirror_command(config),
                 envs=[f"OPS_ENV_FILE={SETTINGS_FILE}"],
                 uploads=self.secret_uploads(mirror_files, postgres_user(config.identity.postgres_image)),
-                # storage-net has no route out; edge-net does, and nothing there can connect to the mirror
-                networks=[Attachment(segments.storage.network), Attachment(segments.edge.network)],
+                # storage-net has no route out; edge-net does, and nothing there can connect to the mirror.
+                # On storage-net, Prometheus reads its metrics at its fixed address.
+                networks=[segments.storage.attachment("mirror"), Attachment(segments.edge.network)],
                 healthcheck=heartbeat_check(MIRROR_HEARTBEAT_FILE),
                 memory_mb=replication.memory_mb,
                 hosts=node_host_entries(config),

@@ -103,3 +103,15 @@ class CronSchedule:
 
     def runs_per_hour(self) -> int:
         return len(self.minutes)
+
+    def longest_gap(self, after: datetime, horizon: timedelta = timedelta(days=400), runs: int = 500) -> timedelta:
+        """The longest time between two consecutive runs from `after` on, over `horizon` or `runs` runs,
+        whichever ends first: how long the service may go between two runs by its schedule."""
+        longest, previous = timedelta(0), self.next_run(after)
+        for _ in range(runs):
+            following = self.next_run(previous)
+            longest = max(longest, following - previous)
+            if following - after > horizon:
+                break
+            previous = following
+        return longest

@@ -45,6 +45,7 @@ HOST_NUMBERS: dict[str, int] = {
     "alloy": 52,
     "promtail": 53,
     "blackbox-exporter": 54,
+    "mirror": 55,
 }
 # fixed host numbers stay below this; the block after it is the dynamic range
 FIXED_BLOCK = 64

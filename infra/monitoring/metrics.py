@@ -22,6 +22,7 @@ from pathlib import Path
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
+from infra import backups
 from infra.cluster_ca import ca_certificate, ca_files
 from infra.config import StackConfig
 from infra.config.edge import STATUS_PORT
@@ -72,6 +73,11 @@ def monitoring_jobs(config: StackConfig) -> tuple[str, ...]:
 PLATFORM_JOBS = ("grafana", "keycloak", "edge-proxy")
 
 
+def scheduled_jobs(config: StackConfig) -> tuple[str, ...]:
+    """The scheduled services the stack runs, each its own scrape job (alerts/operations.rules.yml)."""
+    return (*(("backup",) if config.backup.enabled else ()), *(("mirror",) if config.replication is not None else ()))
+
+
 def minio_metrics_token(access_key: str, secret_key: str) -> str:
     """The bearer token `mc admin prometheus generate` makes: HS512 JWT, sub=access key, iss=prometheus."""
     with warnings.catch_warnings():
@@ -101,6 +107,8 @@ class ScrapeAddresses:
     """The exporter of the edge proxy's stub_status."""
     blackbox_exporter: str
     """The exporter every MinIO node's cluster health endpoint is probed through."""
+    scheduled: tuple[tuple[str, str], ...] = ()
+    """(job, host:port) of each scheduled service's metrics (scheduled_jobs)."""
 
     @classmethod
     def of_stack(cls, config: StackConfig) -> ScrapeAddresses:
@@ -124,6 +132,8 @@ class ScrapeAddresses:
             edge_proxy=f"{NGINX_EXPORTER}:{NGINX_EXPORTER_PORT}",
             # its alias on storage-net, where it reaches the nodes
             blackbox_exporter=f"{blackbox_exporter.SERVICE}:{blackbox_exporter.PORT}",
+            # each one's alias on storage-net, where it listens (infra/backups.py metrics_listen)
+            scheduled=tuple((job, f"{job}:{backups.METRICS_PORT}") for job in scheduled_jobs(config)),
         )
 
 
@@ -172,6 +182,15 @@ def prometheus_yml(
                 "metrics_path": "/metrics",
                 "why": "the exporter of the edge proxy's stub_status; its nginx_up says whether nginx answered",
             },
+            *(
+                {
+                    "name": job,
+                    "target": target,
+                    "metrics_path": "/metrics",
+                    "why": f"the {job} service's runs, on its storage-net address (ScheduledJobFailed, ScheduledJobStale)",
+                }
+                for job, target in addresses.scheduled
+            ),
         ],
         minio_jobs=[
             {

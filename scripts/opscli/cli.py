@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from opscli import catalogue, iam, pgbackup, recovery_commands
+from opscli import catalogue, iam, pgbackup, recovery_commands, scheduled
 from opscli.connection import (
     ENV_ACCESS_KEY,
     ENV_ADMIN_ENDPOINT,
@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--heartbeat", type=Path, default=Path(tempfile.gettempdir()) / "ops-backup-heartbeat",
         help="file touched at least every 30 s while the service is alive (the container's healthcheck reads it)",
     )
+    schedule.add_argument("--metrics-listen", metavar="ADDRESS:PORT", help=scheduled.METRICS_LISTEN_HELP)
     schedule.add_argument("--part-size-mib", type=int, default=pgbackup.DEFAULT_PART_MIB)
     schedule.add_argument("--compression-level", type=int, choices=range(1, 10), default=6, metavar="1-9")
     # offsite copies, configuration export and import, recovery drills, deletion on request
@@ -563,7 +564,7 @@ def cmd_list_backups(ctx: Context) -> int:
 def cmd_backup_schedule(ctx: Context) -> int:
     from infra.cron import CronSchedule
 
-    from opscli.scheduled import run_schedule
+    from opscli.scheduled import run_schedule, start_metrics
 
     try:
         schedule = CronSchedule.parse(ctx.args.schedule)
@@ -572,7 +573,8 @@ def cmd_backup_schedule(ctx: Context) -> int:
     ctx.connection()  # settle the connection settings now, not at the first run hours later
     fallback_endpoints(ctx.environ)
     ctx.database()
-    failures = run_schedule(schedule, lambda: _describe_result(_backup_once(ctx)), ctx.args.heartbeat)
+    metrics = start_metrics(ctx.args.metrics_listen, schedule, ctx.args.heartbeat)
+    failures = run_schedule(schedule, lambda: _describe_result(_backup_once(ctx)), ctx.args.heartbeat, metrics=metrics)
     return ExitCode.OK if failures == 0 else ExitCode.UNEXPECTED
 
 

@@ -26,6 +26,7 @@ from opscli import configdoc, drill, iam, mirror, pgbackup, purge
 from opscli.catalogue import human_size
 from opscli.connection import Connection, explained, fallback_endpoints, normalise_url
 from opscli.failures import ConfigurationError, ExitCode, NotFoundError, RefusedError
+from opscli.scheduled import METRICS_LISTEN_HELP
 
 if TYPE_CHECKING:
     from infra.config.replication import ReplicationSettings
@@ -71,6 +72,7 @@ def add_parsers(command: CommandFactory, database_options: Callable[[argparse.Ar
         "--heartbeat", type=Path, default=Path(tempfile.gettempdir()) / "ops-mirror-heartbeat",
         help="file touched at least every 30 s while the service is alive (the container's healthcheck reads it)",
     )
+    scheduled.add_argument("--metrics-listen", metavar="ADDRESS:PORT", help=METRICS_LISTEN_HELP)
 
     export = command(
         "export-config", "write the cluster's configuration (IAM, bucket settings; never a secret key) to a file and the backup bucket",
@@ -246,7 +248,7 @@ def cmd_mirror(ctx: Context) -> int:
 def cmd_mirror_schedule(ctx: Context) -> int:
     from infra.cron import CronSchedule
 
-    from opscli.scheduled import log, run_schedule
+    from opscli.scheduled import log, run_schedule, start_metrics
 
     try:
         schedule = CronSchedule.parse(ctx.args.schedule)
@@ -269,7 +271,8 @@ def cmd_mirror_schedule(ctx: Context) -> int:
     def run() -> str:
         return _mirror_once(ctx, _answering_source(ctx, pairs), target, pairs, skips_only).describe()
 
-    failures = run_schedule(schedule, run, ctx.args.heartbeat, job="mirror")
+    metrics = start_metrics(ctx.args.metrics_listen, schedule, ctx.args.heartbeat)
+    failures = run_schedule(schedule, run, ctx.args.heartbeat, job="mirror", metrics=metrics)
     return ExitCode.OK if failures == 0 else ExitCode.UNEXPECTED
 
 

@@ -33,6 +33,25 @@ def read_names(file: str) -> frozenset[str]:
     return frozenset().union(*read_sections(DATA / file).values())
 
 
+def scheduled_service_metrics() -> frozenset[str]:
+    """What the backup and mirror services serve: their own exposition (scripts/opscli/scheduled.py) after a run."""
+    import tempfile
+    from datetime import datetime, timezone
+
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from infra.cron import CronSchedule
+    from opscli.scheduled import JobMetrics
+
+    with tempfile.TemporaryDirectory() as folder:
+        now = datetime.now(timezone.utc)
+        metrics = JobMetrics(CronSchedule.parse("30 2 * * *"), Path(folder) / "state.json", lambda: now)
+        metrics.record(True, now)
+        exposition = generate_latest(metrics.registry).decode()
+    return frozenset(sample.name for family in text_string_to_metric_families(exposition) for sample in family.samples)
+
+
 MINIO = read_sections(DATA / "minio-metrics-v2.txt")
 SCRAPE = read_names("scrape-metrics.txt")
 
@@ -48,6 +67,9 @@ EXPORTED: dict[str, frozenset[str]] = {
     "edge-proxy": read_names("nginx-exporter-metrics.txt"),
     # every MinIO node's /minio/health/cluster, probed through the blackbox exporter
     "minio-health": read_names("blackbox-exporter-metrics.txt"),
+    # the scheduled services: what our own code serves
+    "backup": scheduled_service_metrics(),
+    "mirror": scheduled_service_metrics(),
     # scraped for their `up` only: nothing of theirs is queried
     "alloy": frozenset(),
     "promtail": frozenset(),

@@ -191,6 +191,27 @@ def test_the_latency_threshold_is_the_stack_setting_as_a_recording_rule() -> Non
     assert "> on () group_left () minio_platform:s3_ttfb_p99_threshold_seconds" in latency["expr"]
 
 
+def test_each_scheduled_service_is_scraped_where_it_listens_and_only_when_the_stack_runs_it() -> None:
+    from infra.backups import metrics_listen
+    from infra.monitoring.metrics import ScrapeAddresses, prometheus_yml
+
+    def jobs(config: Any) -> dict[str, list[str]]:
+        document = yaml.safe_load(prometheus_yml(config, ScrapeAddresses.of_stack(config)))
+        return {
+            job["job_name"]: [target for group in job["static_configs"] for target in group["targets"]]
+            for job in document["scrape_configs"] if job["job_name"] in ("backup", "mirror")
+        }
+
+    config = load_stack("dev", None)
+    assert jobs(config) == {"backup": ["backup:9108"]}
+    assert metrics_listen(config, "backup").endswith(":9108")
+    without = config.model_copy(update={"backup": config.backup.model_copy(update={"enabled": False})})
+    assert jobs(without) == {}
+    rules = yaml.safe_load((ALERTS_DIR / "operations.rules.yml").read_text())
+    watched = {rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"]}
+    assert all('job=~"backup|mirror"' in expr for expr in watched.values()), watched
+
+
 def test_minio_jobs_scrape_every_node_with_the_bearer_token_file(rendered: Path) -> None:
     document = yaml.safe_load((rendered / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in document["scrape_configs"]}

@@ -153,6 +153,8 @@ def test_backup_service_runs_the_same_backup_command_on_storage_and_database_net
     assert command[command.index("--schedule") + 1] == "30 2 * * *"
     assert command[command.index("--bucket") + 1] == "backups-postgresql"
     assert command[command.index("--pg-host") + 1] == "172.23.20.9", "the fixed address of postgres on dev's database-net"
+    # its runs' metrics on its own storage-net address, where Prometheus reads them (no other segment reaches them)
+    assert command[command.index("--metrics-listen") + 1] == "172.40.20.50:9108"
     assert dev.outputs["containers"]["backup"]["networks"] == ["minio-dev-database-net", "minio-dev-storage-net"]
     assert any(dep.endswith("::postgres") for dep in container.dependencies)
 

@@ -358,6 +358,79 @@ def test_backup_schedule_runs_at_each_scheduled_minute_and_outlives_a_failed_run
     assert "backup failed: pg_dump failed (exit 1): connection refused" in log and "backup done: s3://" in log
 
 
+def _samples(metrics: Any) -> dict[str, float]:
+    """The registry's samples as Prometheus reads them: the text exposition, parsed back."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    exposition = generate_latest(metrics.registry).decode()
+    return {
+        sample.name + (f"{{result={sample.labels['result']}}}" if "result" in sample.labels else ""): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+
+
+def test_the_scheduled_services_metrics_follow_each_run_and_survive_a_restart(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from infra.cron import CronSchedule
+    from opscli.failures import ToolFailedError
+    from opscli.scheduled import JobMetrics, run_schedule, state_file
+
+    start = datetime(2026, 11, 21, 2, 0, tzinfo=timezone.utc)
+    now = [start]
+    outcomes = iter([ToolFailedError("pg_dump failed (exit 1): connection refused"), None])
+
+    def backup() -> str:
+        failure = next(outcomes)
+        if failure:
+            raise failure
+        return "s3://backups-postgresql/keycloak/x.sql.gz"
+
+    def sleep(seconds: float) -> None:
+        now[0] += timedelta(seconds=seconds)
+
+    schedule, heartbeat = CronSchedule.parse("30 2 * * *"), tmp_path / "heartbeat"
+    metrics = JobMetrics(schedule, state_file(heartbeat), lambda: now[0])
+    before = _samples(metrics)
+    # nothing has run: no outcome yet, and the first start counts as the last success
+    assert "ops_scheduled_last_run_success" not in before
+    assert before["ops_scheduled_last_success_timestamp_seconds"] == start.timestamp()
+    assert before["ops_scheduled_interval_seconds"] == 86400
+    assert before["ops_scheduled_next_run_timestamp_seconds"] == datetime(2026, 11, 21, 2, 30, tzinfo=timezone.utc).timestamp()
+
+    run_schedule(schedule, backup, heartbeat, clock=lambda: now[0], sleep=sleep, max_runs=1, metrics=metrics)
+    failed = _samples(metrics)
+    first_run = datetime(2026, 11, 21, 2, 30, tzinfo=timezone.utc).timestamp()
+    assert failed["ops_scheduled_last_run_success"] == 0 and failed["ops_scheduled_runs_total{result=failed}"] == 1
+    assert failed["ops_scheduled_last_run_timestamp_seconds"] == first_run
+    assert failed["ops_scheduled_last_success_timestamp_seconds"] == start.timestamp()
+
+    # a restarted service still reports the failure, until a run succeeds
+    restarted = JobMetrics(schedule, state_file(heartbeat), lambda: now[0])
+    assert _samples(restarted)["ops_scheduled_last_run_success"] == 0
+    run_schedule(schedule, backup, heartbeat, clock=lambda: now[0], sleep=sleep, max_runs=1, metrics=restarted)
+    done = _samples(restarted)
+    second_run = datetime(2026, 11, 22, 2, 30, tzinfo=timezone.utc).timestamp()
+    assert done["ops_scheduled_last_run_success"] == 1 and done["ops_scheduled_runs_total{result=done}"] == 1
+    assert done["ops_scheduled_last_success_timestamp_seconds"] == second_run
+    assert done["ops_scheduled_next_run_timestamp_seconds"] == second_run
+    assert json.loads(state_file(heartbeat).read_text())["last_success"] == second_run
+
+
+@pytest.mark.parametrize("listen", ["9108", "0.0.0.0:http", "0.0.0.0:70000"])
+def test_a_metrics_listener_that_is_not_address_and_port_is_refused_naming_the_option(tmp_path: Path, listen: str) -> None:
+    from infra.cron import CronSchedule
+    from opscli.scheduled import start_metrics
+
+    with pytest.raises(OpsError) as refused:
+        start_metrics(listen, CronSchedule.parse("30 2 * * *"), tmp_path / "heartbeat")
+    assert refused.value.code == ExitCode.CONFIGURATION
+    assert refused.value.sentence == f"--metrics-listen {listen!r} is not ADDRESS:PORT (e.g. 0.0.0.0:9108)"
+
+
 def test_the_backup_image_runs_with_only_its_own_dependencies(tmp_path: Path) -> None:
     """The backup image holds opscli, infra/cron.py and its lock's packages: nothing of the Pulumi program."""
     image_tree = tmp_path / "ops"
@@ -381,7 +454,7 @@ def test_the_backup_image_runs_with_only_its_own_dependencies(tmp_path: Path) ->
         cwd=image_tree, env={"PYTHONPATH": str(image_tree), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=60,
     )
-    assert allowed == {"minio", "tqdm"}
+    assert allowed == {"minio", "tqdm", "prometheus-client"}
     assert "is not in the backup image" not in result.stderr, result.stderr
     assert result.returncode == 3 and "schedule" in result.stderr, (result.returncode, result.stderr)
 

@@ -70,7 +70,11 @@ def test_the_mirror_joins_storage_net_and_edge_net_and_publishes_nothing(mirrore
     container = mirrored.named("mirror", CONTAINER)
     assert mirrored.outputs["containers"]["mirror"]["networks"] == ["minio-dev-edge-net", "minio-dev-storage-net"]
     assert not container.inputs.get("ports")
-    assert all("ipv4Address" not in attachment for attachment in container.inputs["networksAdvanced"]), "nothing connects to it"
+    addresses = {attachment["name"]: attachment.get("ipv4Address") for attachment in container.inputs["networksAdvanced"]}
+    # a fixed address on storage-net only, where its metrics listen for Prometheus; nothing on edge-net connects to it
+    assert addresses == {"minio-dev-storage-net": "172.40.20.55", "minio-dev-edge-net": None}
+    command = container.inputs["command"]
+    assert command[command.index("--metrics-listen") + 1] == "172.40.20.55:9108"
     assert {dep.rsplit("::", 1)[1] for dep in container.dependencies} >= {f"minio{n}" for n in range(1, 5)}
 
 

@@ -74,6 +74,10 @@ def test_every_command_is_run_parsed_or_has_its_reason() -> None:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project sharing this one's virtual environment (stamped as installed, so nothing is installed)."""
+    # stamps out of date here (a lock or pyproject.toml just edited) would make the copy's commands
+    # reinstall the shared environment, the project itself from the copy: bring them up to date first
+    subprocess.run(["bash", "-c", ". scripts/lib/venv.sh && ensure_venv requirements-test.lock"], cwd=ROOT, check=True,
+                   capture_output=True, timeout=600)
     copy = copy_of_project(tmp_path_factory.mktemp("readme"))
     shutil.copy(ROOT / "requirements-test.lock", copy / "requirements-test.lock")
     (copy / ".venv").symlink_to(ROOT / ".venv")
