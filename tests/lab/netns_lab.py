@@ -44,7 +44,7 @@ from infra.config import StackConfig, parse_stack_config
 from infra.edge import ProxyRuntime, ProxyUpstreams, render_nginx_conf, runbook_page
 from infra.hosts import CLUSTER_TLS_NAME, node_addresses, node_certificate_addresses, node_certificate_names, node_host_entries
 from infra.monitoring import blackbox_exporter
-from infra.monitoring.metrics import PROMETHEUS_PORT, ScrapeAddresses, alert_rule_files, minio_metrics_token, prometheus_yml
+from infra.monitoring.metrics import PROMETHEUS_PORT, ScrapeAddresses, minio_metrics_token, prometheus_yml, rule_files
 from infra.storage import API_PORT, node_name
 from tests.cluster_pki import PemPair, StandInCa
 from tests.conftest import require_root, require_tool
@@ -366,7 +366,7 @@ def wait_for_listener(namespace: str, address: str, port: int, process: subproce
 @dataclass
 class NamespacedPrometheus:
     """Prometheus in the main namespace on the configuration infra/monitoring/metrics.py renders, with
-    the committed alert rules; it probes the nodes through the lab's blackbox exporter."""
+    the stack's rule files; it probes the nodes through the lab's blackbox exporter."""
 
     namespace: str
     root: Path
@@ -383,7 +383,7 @@ class NamespacedPrometheus:
         # the node targets are the program's own (minioN:9000, named by the hosts entries); nothing else runs
         addresses = replace(ScrapeAddresses.of_stack(self.config), blackbox_exporter=self.blackbox_exporter)
         (self.root / "rules").mkdir(parents=True, exist_ok=True)
-        for name, rules in alert_rule_files(self.config).items():
+        for name, rules in rule_files(self.config).items():
             (self.root / "rules" / name).write_text(rules)
         token = self.root / "minio-metrics-token"
         token.write_text(minio_metrics_token(ACCESS_KEY, SECRET_KEY) + "\n")

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from infra.config import parse_stack_config
-from infra.monitoring.metrics import ScrapeAddresses, alert_rule_files, prometheus_yml
+from infra.monitoring.metrics import ScrapeAddresses, prometheus_yml, rule_files
 from opscli.scheduled import state_file
 from tests.conftest import ROOT, require_tool
 from tests.lab.ops_servers import free_port, run_ops, wait_until
@@ -91,7 +91,7 @@ def test_prometheus_scrapes_the_service_as_its_job_and_fires_scheduled_job_faile
     addresses = replace(ScrapeAddresses.of_stack(config), scheduled=(("backup", listen),))
     rules = workdir / "rules"
     rules.mkdir()
-    for name, text in alert_rule_files(config).items():
+    for name, text in rule_files(config).items():
         (rules / name).write_text(text)
     token = workdir / "token"
     token.write_text("unused\n")
