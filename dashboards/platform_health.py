@@ -4,8 +4,9 @@
     .venv/bin/python -m dashboards.platform_health --check  # exit 1 if the committed JSON is stale
 
 Whether every scrape target answers, the alerting pipeline (Prometheus evaluating rules and sending
-alerts, Alertmanager notifying), logs arriving in Loki, the edge proxy, Grafana and Keycloak. The
-panels read what the alerts of alerts/platform.rules.yml and alerts/monitoring.rules.yml read.
+alerts, Alertmanager notifying), logs arriving in Loki, the edge proxy, Grafana and Keycloak, and the
+scheduled backup and mirror. The panels read what the alerts of alerts/platform.rules.yml,
+alerts/monitoring.rules.yml and alerts/operations.rules.yml read.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ LOKI_JOB = 'job="loki"'
 GRAFANA_JOB = 'job="grafana"'
 KEYCLOAK_JOB = 'job="keycloak"'
 EDGE_JOB = 'job="edge-proxy"'
+SCHEDULED_JOBS = 'job=~"backup|mirror"'
 # services that report their own process (client_golang); Keycloak's Micrometer has no such series, and
 # the edge-proxy job's process is the exporter's, not nginx's
 GO_PROCESSES = 'job=~"prometheus|alertmanager|loki|grafana"'
@@ -67,7 +69,10 @@ def build() -> dashboard.Dashboard:
     return (
         dashboard.Dashboard("Platform health")
         .uid(UID)
-        .description("The stack's own services: scrape targets, the alerting pipeline, logs, the edge proxy, Grafana and Keycloak.")
+        .description(
+            "The stack's own services: scrape targets, the alerting pipeline, logs, the edge proxy, Grafana and Keycloak, "
+            "the scheduled backup and mirror."
+        )
         .tags(["minio-platform", "monitoring"])
         .readonly()
         .tooltip(DashboardCursorSync.CROSSHAIR)
@@ -275,6 +280,42 @@ def build() -> dashboard.Dashboard:
                 "bytes",
                 query(f"max by (job) (process_resident_memory_bytes{{{GO_PROCESSES}}})", "{{job}}"),
             ).description("Compare with each container's memory limit (monitoring.*MemoryMb).")
+        )
+        .with_row(dashboard.Row("Scheduled backup and mirror").grid_pos(at(0, 78, 24, 1)))
+        .with_panel(
+            up_or_down(
+                "Last run succeeded",
+                f"max by (job) (ops_scheduled_last_run_success{{{SCHEDULED_JOBS}}})",
+                "{{job}}",
+                at(0, 79, 8, 6),
+                "The last run of each scheduled service (its own metrics); ScheduledJobFailed fires at 0. "
+                "No tile before a service's first run ever.",
+            )
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Since the last successful run")
+            .description(
+                "ScheduledJobStale fires once this passes two of the schedule's intervals and an hour "
+                "(two days and an hour on a daily schedule)."
+            )
+            .datasource(PROMETHEUS)
+            .grid_pos(at(8, 79, 8, 6))
+            .with_target(
+                query(f"time() - max by (job) (ops_scheduled_last_success_timestamp_seconds{{{SCHEDULED_JOBS}}})", "{{job}}", instant=True)
+            )
+            .unit("s")
+            .color_mode(BigValueColorMode.VALUE)
+            .graph_mode(BigValueGraphMode.NONE)
+            .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]))
+        )
+        .with_panel(
+            trend(
+                "Runs by result",
+                at(16, 79, 8, 6),
+                "short",
+                query(f"sum by (job, result) (increase(ops_scheduled_runs_total{{{SCHEDULED_JOBS}}}[1d]))", "{{job}} {{result}}"),
+            ).description("Runs in the last day; the counters start again when a service restarts.")
         )
     )
 
