@@ -57,7 +57,7 @@ def agent_hosts(tier: Tier) -> list[AgentHost]:
     monitoring = tier.stack.segments.monitoring
     node_hosts = tier.stack.node_hosts.by_node.values() if tier.stack.node_hosts else ()
     return [
-        AgentHost(None, monitoring.network, monitoring.subnet, socket_gid=tier.config.monitoring.docker_socket_gid),
+        AgentHost(None, monitoring.network, monitoring.subnet, socket_gid=socket_gid(tier.config, None)),
         *(
             AgentHost(
                 host.node, host.network, host.subnet, host.provider, node_host_entries(tier.config, host.node),
