@@ -18,13 +18,14 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-
-from prometheus_client import CollectorRegistry, Counter, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from typing import TYPE_CHECKING
 
 from infra.cron import CronSchedule
 
 from opscli.failures import ConfigurationError, OpsError
+
+if TYPE_CHECKING:
+    from prometheus_client.core import GaugeMetricFamily
 
 HEARTBEAT_SECONDS = 30
 METRIC_PREFIX = "ops_scheduled"
@@ -41,10 +42,13 @@ class JobMetrics:
     - `ops_scheduled_next_run_timestamp_seconds` and `ops_scheduled_interval_seconds`, the longest time
       between two runs by the schedule, which the staleness alert measures against.
 
-    `state` is where the last outcome survives a restart of the service.
+    `state` is where the last outcome survives a restart of the service. prometheus_client is imported
+    here, not with the module: every `scripts/ops` command loads this module, and only the services serve.
     """
 
     def __init__(self, schedule: CronSchedule, state: Path, clock: Callable[[], datetime]) -> None:
+        from prometheus_client import CollectorRegistry, Counter
+
         self.state = state
         started = clock()
         self.interval = schedule.longest_gap(started).total_seconds()
@@ -61,6 +65,7 @@ class JobMetrics:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The gauges, read from the service's state at each scrape (prometheus_client's custom collector)."""
+        from prometheus_client.core import GaugeMetricFamily
 
         def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
             return GaugeMetricFamily(f"{METRIC_PREFIX}_{name}", documentation, value=value)
@@ -97,6 +102,8 @@ class JobMetrics:
 
     def serve(self, listen: str) -> None:
         """The metrics at http://`listen`/metrics ('address:port'), from a thread of their own."""
+        from prometheus_client import start_http_server
+
         address, _, port = listen.rpartition(":")
         if not (address and port.isdigit() and 0 < int(port) < 65536):
             raise ConfigurationError(f"--metrics-listen {listen!r} is not ADDRESS:PORT (e.g. 0.0.0.0:9108)")
