@@ -62,13 +62,15 @@ def thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
     )
 
 
-def big_number(title: str, expr: str, grid: GridPos, *, unit: str = "none", colors: dashboard.ThresholdsConfig) -> stat.Panel:
+def big_number(
+    title: str, expr: str, grid: GridPos, *, unit: str = "none", colors: dashboard.ThresholdsConfig, legend: str = ""
+) -> stat.Panel:
     return (
         stat.Panel()
         .title(title)
         .datasource(PROMETHEUS)
         .grid_pos(grid)
-        .with_target(query(expr, instant=True))
+        .with_target(query(expr, legend, instant=True))
         .unit(unit)
         .thresholds(colors)
         .color_mode(BigValueColorMode.BACKGROUND)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dashboards.panels import PROMETHEUS, RATE, at, query, thresholds, trend, write_or_check
+from dashboards.panels import PROMETHEUS, RATE, at, big_number, query, thresholds, trend, write_or_check
 from dashboards.panels import render as panels_render
 from grafana_foundation_sdk.builders import dashboard, stat
 from grafana_foundation_sdk.builders.common import ReduceDataOptions
@@ -293,21 +293,17 @@ def build() -> dashboard.Dashboard:
             )
         )
         .with_panel(
-            stat.Panel()
-            .title("Since the last successful run")
-            .description(
+            big_number(
+                "Since the last successful run",
+                f"time() - max by (job) (ops_scheduled_last_success_timestamp_seconds{{{SCHEDULED_JOBS}}})",
+                at(8, 79, 8, 6),
+                unit="s",
+                colors=thresholds((None, "blue")),
+                legend="{{job}}",
+            ).description(
                 "ScheduledJobStale fires once this passes two of the schedule's intervals and an hour "
                 "(two days and an hour on a daily schedule)."
             )
-            .datasource(PROMETHEUS)
-            .grid_pos(at(8, 79, 8, 6))
-            .with_target(
-                query(f"time() - max by (job) (ops_scheduled_last_success_timestamp_seconds{{{SCHEDULED_JOBS}}})", "{{job}}", instant=True)
-            )
-            .unit("s")
-            .color_mode(BigValueColorMode.VALUE)
-            .graph_mode(BigValueGraphMode.NONE)
-            .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]))
         )
         .with_panel(
             trend(
