@@ -22,13 +22,14 @@ from infra.hosts import CA_FILE, GATEWAY_NAME, GATEWAY_PORT
 from infra.monitoring import blackbox_exporter, monitoring_files
 from infra.monitoring.docker_api_proxy import DOCKER_API_URL
 from infra.monitoring.log_agent import THROUGH_GATEWAY, alloy_config, promtail_yml
-from infra.monitoring.metrics import MINIO_TOKEN_FILE, ScrapeAddresses, prometheus_files, prometheus_yml, rule_files
+from infra.monitoring.metrics import MINIO_TOKEN_FILE, ScrapeAddresses, prometheus_files, prometheus_yml
 from infra.secrets import SecretValues
 from tests.cluster_pki import StandInCa
 from tests.conftest import require_tool
 from tests.config.alloy_syntax import parse
 from tests.config.monitoring_render import STACKS, on_node_hosts
 from tests.config.pipeline_emulator import read_pipeline
+from tests.prometheus_files import write_prometheus_files
 
 MINIO_JOBS = ("minio-cluster", "minio-nodes", "minio-bucket")
 GATEWAY_PUSH_URL = f"https://{GATEWAY_NAME}:{GATEWAY_PORT}/loki/api/v1/push"
@@ -43,15 +44,7 @@ def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def prometheus_config(stack: str, ca_file: Path, out: Path) -> Path:
     """prometheus.yml of `stack` on node hosts, naming real rule, token and CA files under `out`."""
     config = on_node_hosts(stack)
-    rules = out / "rules"
-    rules.mkdir()
-    for name, content in rule_files(config).items():
-        (rules / name).write_text(content)
-    token = out / "minio-metrics-token"
-    token.write_text("token\n")
-    path = out / "prometheus.yml"
-    path.write_text(prometheus_yml(config, ScrapeAddresses.of_stack(config), str(rules), str(token), str(ca_file)))
-    return path
+    return write_prometheus_files(config, ScrapeAddresses.of_stack(config), out, ca_file=ca_file)
 
 
 def scrape_jobs(path: Path) -> dict[str, dict[str, Any]]:

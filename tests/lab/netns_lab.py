@@ -36,7 +36,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,11 +44,12 @@ from infra.config import StackConfig, parse_stack_config
 from infra.edge import ProxyRuntime, ProxyUpstreams, render_nginx_conf, runbook_page
 from infra.hosts import CLUSTER_TLS_NAME, node_addresses, node_certificate_addresses, node_certificate_names, node_host_entries
 from infra.monitoring import blackbox_exporter
-from infra.monitoring.metrics import PROMETHEUS_PORT, ScrapeAddresses, minio_metrics_token, prometheus_yml, rule_files
+from infra.monitoring.metrics import PROMETHEUS_PORT, ScrapeAddresses, minio_metrics_token
 from infra.storage import API_PORT, node_name
 from tests.cluster_pki import PemPair, StandInCa
 from tests.conftest import require_root, require_tool
-from tests.lab.proxy_lab import stop
+from tests.prometheus_files import write_prometheus_files
+from tests.lab.proxy_lab import QuietHandler, stop
 
 T = TypeVar("T")
 
@@ -195,12 +196,7 @@ class NodeStandIn:
         """TCP connections accepted, whether or not TLS and a request followed."""
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
-                pass
-
+        class Handler(QuietHandler):
             def answer(self, status: int, body: str, content_type: str = "text/plain") -> None:
                 data = body.encode()
                 self.send_response(status)
@@ -379,21 +375,13 @@ class NamespacedPrometheus:
     def listen(self) -> str:
         return f"{MAIN_ADDRESS}:{PROMETHEUS_PORT}"
 
-    def rendered(self) -> str:
-        # the node targets are the program's own (minioN:9000, named by the hosts entries); nothing else runs
-        addresses = replace(ScrapeAddresses.of_stack(self.config), blackbox_exporter=self.blackbox_exporter)
-        (self.root / "rules").mkdir(parents=True, exist_ok=True)
-        for name, rules in rule_files(self.config).items():
-            (self.root / "rules" / name).write_text(rules)
-        token = self.root / "minio-metrics-token"
-        token.write_text(minio_metrics_token(ACCESS_KEY, SECRET_KEY) + "\n")
-        return prometheus_yml(self.config, addresses, str(self.root / "rules"), str(token), ca_file=str(self.ca_file))
-
     def start(self) -> NamespacedPrometheus:
         prometheus = require_tool("prometheus")
-        conf = self.root / "prometheus.yml"
-        self.root.mkdir(parents=True, exist_ok=True)
-        conf.write_text(self.rendered())
+        # the node targets are the program's own (minioN:9000, named by the hosts entries); nothing else runs
+        addresses = replace(ScrapeAddresses.of_stack(self.config), blackbox_exporter=self.blackbox_exporter)
+        conf = write_prometheus_files(
+            self.config, addresses, self.root, token=minio_metrics_token(ACCESS_KEY, SECRET_KEY), ca_file=self.ca_file
+        )
         log = open(self.root / "prometheus.log", "wb")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             ["ip", "netns", "exec", self.namespace, prometheus, f"--config.file={conf}",

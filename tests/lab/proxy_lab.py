@@ -367,6 +367,16 @@ class Recorded:
     headers: dict[str, str]
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A stand-in's request handler: HTTP/1.1 (connections kept alive, as nginx keeps its upstreams)
+    and no access line on stderr per request."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+        pass
+
+
 class RecordingStandIn:
     """An HTTP server standing in for the console, Keycloak or Grafana: records what reaches it.
 
@@ -384,12 +394,7 @@ class RecordingStandIn:
         self.delay_seconds = 0.0
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
-                pass
-
+        class Handler(QuietHandler):
             def record(self) -> None:
                 stand_in.requests.append(Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
 

@@ -27,6 +27,7 @@ from tests.lab.proxy_lab import (
     PROXY_ADDRESS,
     STREAM_STAND_IN_ADDRESS,
     LabProxy,
+    QuietHandler,
     RecordingStandIn,
     all_upstreams_at,
     lab_stack,
@@ -72,13 +73,12 @@ def resident_bytes(proxy: LabProxy) -> int:
     return total
 
 
-class EventStream(http.server.BaseHTTPRequestHandler):
+class EventStream(QuietHandler):
     """Answers like MinIO's event streams (bucket notifications, trace) with X-Accel-Buffering: no: one
     event now, the rest only when the test says so. The stream has neither a length nor chunked
     framing (it ends when the connection does), so that header alone must keep nginx from holding
     the event in a buffer until it fills."""
 
-    protocol_version = "HTTP/1.1"
     release = threading.Event()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -94,9 +94,6 @@ class EventStream(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
         type(self).release.wait(timeout=30)
         self.close_connection = True
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
 
 
 def test_an_event_stream_reaches_the_client_event_by_event_while_downloads_are_buffered(tmp_path: Path) -> None:

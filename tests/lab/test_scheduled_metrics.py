@@ -23,10 +23,11 @@ from typing import Any
 import pytest
 
 from infra.config import parse_stack_config
-from infra.monitoring.metrics import ScrapeAddresses, prometheus_yml, rule_files
+from infra.monitoring.metrics import ScrapeAddresses
 from opscli.scheduled import state_file
 from tests.conftest import ROOT, require_tool
 from tests.lab.ops_servers import free_port, run_ops, wait_until
+from tests.prometheus_files import write_prometheus_files
 
 pytestmark = pytest.mark.lab
 
@@ -89,17 +90,11 @@ def test_prometheus_scrapes_the_service_as_its_job_and_fires_scheduled_job_faile
     )
     # the stack's rendering; only the service's address is the lab's (the other targets answer nowhere)
     addresses = replace(ScrapeAddresses.of_stack(config), scheduled=(("backup", listen),))
-    rules = workdir / "rules"
-    rules.mkdir()
-    for name, text in rule_files(config).items():
-        (rules / name).write_text(text)
-    token = workdir / "token"
-    token.write_text("unused\n")
-    (workdir / "prometheus.yml").write_text(prometheus_yml(config, addresses, str(rules), str(token)))
+    conf = write_prometheus_files(config, addresses, workdir)
     address = f"{PROMETHEUS_HOST}:{free_port(PROMETHEUS_HOST)}"
     log = (workdir / "prometheus.log").open("wb")
     prometheus = subprocess.Popen(
-        [prometheus_binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
+        [prometheus_binary, f"--config.file={conf}", f"--storage.tsdb.path={workdir / 'data'}",
          f"--web.listen-address={address}"],
         stdout=log, stderr=subprocess.STDOUT,
     )
